@@ -1,0 +1,237 @@
+"""``dlapps adapt``: train every (method, seed) cell on a source → target pair and measure it.
+
+A run directory looks like::
+
+    runs/adapt-20261123-101500/
+      config.json            the AdaptConfig (what --resume reads back)
+      results.json           final metrics per method and seed + the summary table's numbers
+      report.html            self-contained report (figures embedded)
+      figures/*.png
+      dann-seed0/            one cell: metrics.jsonl, TensorBoard events, checkpoint.pt,
+                             final.json (written last: a cell with it is done), tsne.pt
+
+Cells run one after another; a killed run continues with ``--resume RUN_DIR``: finished cells
+are skipped and the interrupted one continues from its last epoch checkpoint, ending with the
+numbers an uninterrupted run gives. Reported numbers are those of the *last* epoch: no checkpoint
+is picked with target labels.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlapps.adapt.diagnostics import (
+    accuracy_on,
+    batched,
+    domain_accuracy,
+    fixed_sample,
+    proxy_a_distance,
+    tsne_embedding,
+)
+from dlapps.adapt.methods import get_method
+from dlapps.adapt.paper import gap_closed, paper_numbers
+from dlapps.adapt.schedules import lr_schedule
+from dlapps.config import AdaptConfig
+from dlapps.data import Domain, load_domain
+from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
+from dlapps.engine import distributed as ddp
+from dlapps.errors import ConfigError, DataError
+from dlapps.io import atomic_torch_save, atomic_write_json
+
+FINAL = "final.json"
+RESULTS = "results.json"
+CONFIG = "config.json"
+
+
+@dataclass
+class Pair:
+    """The source and target domains of a run, shaped for the network."""
+
+    source: Domain
+    target: Domain
+    mean: list[float]  # per-channel pixel mean over both training sets (the papers' preprocessing)
+
+
+def load_pair(config: AdaptConfig) -> Pair:
+    size = config.resolved_image_size()
+    source = load_domain(config.source, size, 3, photos=config.photos)
+    target = load_domain(config.target, size, 3, photos=config.photos)
+    if source.classes != target.classes:
+        only_s = sorted(set(source.classes) - set(target.classes))
+        only_t = sorted(set(target.classes) - set(source.classes))
+        raise DataError(
+            f"source {config.source} and target {config.target} have different classes "
+            f"(only in source: {only_s or 'none'}; only in target: {only_t or 'none'})"
+        )
+    pixels = torch.cat([source.train_x, target.train_x])
+    mean = (pixels.float().mean(dim=(0, 2, 3)) / 255.0).tolist()
+    return Pair(source, target, mean)
+
+
+def cell_name(method: str, seed: int) -> str:
+    return f"{method}-seed{seed}"
+
+
+def build_method(config: AdaptConfig, pair: Pair, method: str, seed: int):
+    from dlapps.models import build_digits_net
+
+    seed_everything(seed)
+    net = build_digits_net(config.resolved_arch(), 3, config.resolved_image_size(),
+                           len(pair.source.classes), pair.mean, batchnorm=config.batchnorm,
+                           dropout=config.dropout, domain_hidden=config.domain_hidden)
+    return get_method(method)(net, config)
+
+
+def make_optimizer(config: AdaptConfig, module: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cell_dir: Path,
+               device: torch.device, dist: ddp.Dist, progress: bool = True) -> dict:
+    """Train one (method, seed) cell to the end (resuming if it has a checkpoint) and measure it."""
+    method = build_method(config, pair, method_name, seed)
+    s, t = pair.source, pair.target
+    batches = PairedBatches(
+        Labelled(s.train_x, s.train_y) if method.uses_source else None,
+        Labelled(t.train_x, t.train_y) if method.uses_target_images else None,
+        config.batch_size, seed, dist.rank, dist.world,
+        target_labels=method.uses_target_labels,
+    )
+
+    def evaluate(m) -> dict:
+        return {"source_acc": accuracy_on(m, s.test_x, s.test_y, device),
+                "target_acc": accuracy_on(m, t.test_x, t.test_y, device),
+                "domain_acc": domain_accuracy(m, s.test_x, t.test_x, device)}
+
+    trainer = Trainer(
+        method, batches, make_optimizer(config, method),
+        lr_schedule(config.lr_schedule, config.lr, config.lr_alpha, config.lr_beta),
+        config.epochs, cell_dir, evaluate=evaluate, device=device, amp=config.amp, dist=dist,
+        fingerprint=config.training_fingerprint(method_name, seed), log_every=config.log_every,
+        progress=progress, desc=cell_name(method_name, seed),
+    )
+    history = trainer.fit()
+    method.eval()
+    last = history[-1]
+    result = {"method": method_name, "seed": seed, "source_acc": last["source_acc"],
+              "target_acc": last["target_acc"], "domain_acc": last["domain_acc"],
+              "a_distance": None, "seconds": last["seconds"], "epochs": last["epoch"],
+              "steps": last["step"]}
+    if config.a_distance or config.tsne:
+        fs = batched(method.embed, s.test_x, device).numpy()
+        ft = batched(method.embed, t.test_x, device).numpy()
+        if config.a_distance:
+            result["a_distance"] = proxy_a_distance(fs, ft, seed)
+        if config.tsne and seed == config.seeds[0] and dist.main:
+            i_s = fixed_sample(len(fs), config.tsne_points)
+            i_t = fixed_sample(len(ft), config.tsne_points)
+            xy = tsne_embedding(fs[i_s.numpy()], ft[i_t.numpy()])
+            atomic_torch_save({"xy": torch.from_numpy(xy), "n_source": len(i_s),
+                               "source_y": s.test_y[i_s], "target_y": t.test_y[i_t]},
+                              cell_dir / "tsne.pt")
+    if dist.main:
+        atomic_write_json(cell_dir / FINAL, result)
+    return result
+
+
+def summarize(config: AdaptConfig, runs: list[dict]) -> dict:
+    """Mean ± std over seeds per method, the gap closed and the paper's numbers."""
+    per_method: dict[str, dict] = {}
+    for name in config.methods:
+        cells = [r for r in runs if r["method"] == name]
+        row: dict = {"n_seeds": len(cells)}
+        for key in ("source_acc", "target_acc", "domain_acc", "a_distance", "seconds"):
+            values = [r[key] for r in cells if r.get(key) is not None]
+            row[key] = ({"mean": float(np.mean(values)), "std": float(np.std(values)),
+                         "values": values} if values else None)
+        per_method[name] = row
+    summary: dict = {"methods": per_method, "gap_closed": {}}
+    if "source" in per_method and "target" in per_method:
+        lo, hi = per_method["source"]["target_acc"]["mean"], per_method["target"]["target_acc"]["mean"]
+        for name, row in per_method.items():
+            if name not in ("source", "target"):
+                summary["gap_closed"][name] = gap_closed(lo, row["target_acc"]["mean"], hi)
+    paper = paper_numbers(config.source, config.target)
+    if paper:
+        summary["paper"] = {m: {"icml2015": v[0], "jmlr2016": v[1]} for m, v in paper.items()}
+        summary["paper"]["gap_closed_dann"] = gap_closed(paper["source"][0], paper["dann"][0],
+                                                         paper["target"][0])
+    return summary
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def prepare_run_dir(config: AdaptConfig, out: Path | None, resume: Path | None) -> tuple[AdaptConfig, Path]:
+    """The run directory and its configuration: a new one, or the one being resumed."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / CONFIG).is_file():
+            raise ConfigError(f"cannot resume {run_dir}: it holds no {CONFIG}")
+        saved = AdaptConfig.load(run_dir / CONFIG)
+        saved.device = config.device  # where to run may change; what to compute may not
+        return saved.validate(), run_dir
+    run_dir = Path(out) if out else Path("runs") / f"adapt-{datetime.now():%Y%m%d-%H%M%S}"
+    if (run_dir / CONFIG).exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                          "or choose another --out")
+    return config.validate(), run_dir
+
+
+def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None = None,
+              progress: bool = True, report: bool = True) -> dict:
+    """Run (or resume) an adaptation experiment; returns the content of ``results.json``."""
+    config, run_dir = prepare_run_dir(config, out, resume)
+    device = resolve_device(config.device, ddp.from_env().local_rank)
+    dist = ddp.setup(device)
+    pair = load_pair(config)  # loads (and validates) the data before anything is written
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume is None:
+            atomic_write_json(run_dir / CONFIG, config.to_dict())
+    started = time.perf_counter()
+    runs = []
+    for method in config.methods:
+        for seed in config.seeds:
+            cell_dir = run_dir / cell_name(method, seed)
+            if (cell_dir / FINAL).is_file():
+                runs.append(json.loads((cell_dir / FINAL).read_text()))
+                continue
+            runs.append(train_cell(config, pair, method, seed, cell_dir, device, dist, progress))
+    results = {
+        "config": config.to_dict(),
+        "data": {"source": {"name": config.source, "train": len(pair.source.train_y),
+                            "test": len(pair.source.test_y), **pair.source.info},
+                 "target": {"name": config.target, "train": len(pair.target.train_y),
+                            "test": len(pair.target.test_y), **pair.target.info}},
+        "runs": runs,
+        "summary": summarize(config, runs),
+        "environment": {**environment(), "device": str(device), "processes": dist.world},
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    if dist.main:
+        atomic_write_json(run_dir / RESULTS, results)
+        if report:
+            from dlapps.report.html import render_run
+
+            render_run(run_dir)
+    ddp.barrier(dist)
+    ddp.teardown(dist)
+    results["run_dir"] = str(run_dir)
+    return results

@@ -1,0 +1,62 @@
+"""What a domain adaptation method is, and the registry that names them.
+
+A method is an ``nn.Module`` that owns the network and turns one step's batches into losses::
+
+    losses = method(xs, ys, xt, yt, progress)   # dict; losses["loss"] is what the engine minimises
+
+``xs, ys`` are a labelled source batch, ``xt`` an unlabelled target batch; ``yt`` is the target
+labels *only* for methods that declare ``uses_target_labels`` (the train-on-target ceiling) and
+None for every other method, so an adaptation method cannot peek. ``progress`` is p ∈ [0, 1].
+Other entries of the dict (accuracies, λ) are logged. Because the step is the module's
+``forward``, the engine can wrap the whole method in DistributedDataParallel.
+
+Adding a method is one file with a subclass of :class:`Method` and one line in
+:mod:`dlapps.adapt.methods` registering it by name.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from dlapps.models.digits import DomainAdaptationNet
+
+
+class Method(nn.Module):
+    """Base class: a training rule over a :class:`DomainAdaptationNet`."""
+
+    name: ClassVar[str] = "method"
+    description: ClassVar[str] = ""
+    uses_source: ClassVar[bool] = True
+    uses_target_images: ClassVar[bool] = False
+    uses_target_labels: ClassVar[bool] = False
+    trains_discriminator: ClassVar[bool] = False
+
+    def __init__(self, net: DomainAdaptationNet, config) -> None:
+        super().__init__()
+        self.net = net
+        self.config = config
+
+    def forward(self, xs, ys, xt, yt, progress: float) -> dict[str, torch.Tensor | float]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits for images in [0, 1]."""
+        return self.net(x)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """G_f's features, for t-SNE and the proxy A-distance."""
+        return self.net.embed(x)
+
+    @torch.no_grad()
+    def domain_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The trained domain classifier's logit (target = 1), or None if the method has none."""
+        return self.net.discriminator(self.net.embed(x)).squeeze(1) if self.trains_discriminator else None
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == labels).float().mean()

@@ -1,0 +1,97 @@
+"""Batches straight from in-memory tensors: no DataLoader, no per-sample Python.
+
+A domain's images live as one uint8 tensor (N,C,H,W) — on the training device when there is one —
+and a step's batch is one fancy-indexing gather plus a conversion to float in [0, 1]. The order
+is a fresh permutation per epoch drawn from a generator seeded by (seed, epoch), so it needs no
+saved state: a resumed run sees exactly the batches an uninterrupted run would have seen. Under
+DistributedDataParallel every rank draws the same global batch and keeps its own slice of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from dlapps.errors import ConfigError
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
+
+
+def index_stream(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` indices into ``range(n)``: consecutive random permutations, cut to length."""
+    perms = [torch.randperm(n, generator=generator) for _ in range(-(-count // n))]
+    return torch.cat(perms)[:count]
+
+
+@dataclass
+class Labelled:
+    """Images (uint8, N,C,H,W) and int64 labels of one domain's training split."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or len(self.x) != len(self.y):
+            raise ConfigError(f"need images (N,C,H,W) and N labels, got {tuple(self.x.shape)} "
+                              f"and {tuple(self.y.shape)}")
+
+    def to(self, device: torch.device) -> Labelled:
+        return Labelled(self.x.to(device), self.y.to(device))
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1]."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+class PairedBatches:
+    """Per step: ``(xs, ys, xt, yt)`` with ``batch_size`` images of each domain in use.
+
+    One epoch is one pass over the *driving* domain (the source when there is one, else the
+    target); the other domain is drawn from its own permutations alongside. A missing domain
+    yields None in its places, and so do the target labels unless ``target_labels`` is set:
+    an adaptation method never sees them.
+    """
+
+    def __init__(self, source: Labelled | None, target: Labelled | None, batch_size: int,
+                 seed: int, rank: int = 0, world: int = 1, target_labels: bool = False) -> None:
+        if source is None and target is None:
+            raise ConfigError("need a source or a target domain to draw batches from")
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        for name, d in (("source", source), ("target", target)):
+            if d is not None and batch_size > len(d.y):
+                raise ConfigError(f"batch size {batch_size} is larger than the {name} training "
+                                  f"set ({len(d.y)} images); use --batch-size {len(d.y)} or less")
+        if batch_size % world:
+            raise ConfigError(f"batch size {batch_size} does not split over {world} processes")
+        self.source, self.target = source, target
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        self.target_labels = target_labels
+        self.steps_per_epoch = len((source or target).y) // batch_size
+
+    def to(self, device: torch.device) -> PairedBatches:
+        return PairedBatches(self.source and self.source.to(device),
+                             self.target and self.target.to(device), self.batch_size, self.seed,
+                             self.rank, self.world, self.target_labels)
+
+    def epoch(self, epoch: int) -> Iterator[tuple]:
+        count = self.steps_per_epoch * self.batch_size
+        streams = [None if d is None else index_stream(len(d.y), count, epoch_generator(self.seed, epoch, k))
+                   for k, d in enumerate((self.source, self.target))]
+        for step in range(self.steps_per_epoch):
+            batch: list = []
+            for d, idx in zip((self.source, self.target), streams, strict=True):
+                if d is None:
+                    batch += [None, None]
+                    continue
+                sel = idx[step * self.batch_size:(step + 1) * self.batch_size][self.rank::self.world]
+                sel = sel.to(d.x.device)
+                batch += [to_float(d.x[sel]), d.y[sel]]
+            if not self.target_labels:
+                batch[3] = None
+            yield tuple(batch)

@@ -1,0 +1,32 @@
+"""Choosing the device and mixed precision."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from dlapps.errors import ConfigError, UnknownNameError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error, not a silent CPU run."""
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise UnknownNameError("device", name, DEVICES)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for, but torch sees no CUDA GPU")
+        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when ``enabled`` (no loss scaling needed); a no-op on CPU."""
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()

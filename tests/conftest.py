@@ -1,0 +1,114 @@
+"""Shared fixtures: an isolated data root, small real domains, and a local HTTP file server."""
+
+from __future__ import annotations
+
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_root(tmp_path_factory) -> Path:
+    """Every test session builds its own caches (never the user's ~/.cache/dlapps)."""
+    root = Path(os.environ.get("DLAPPS_TEST_DATA") or tmp_path_factory.mktemp("dlapps-data"))
+    os.environ["DLAPPS_DATA"] = str(root)
+    os.environ.pop("DLAPPS_MIRROR", None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_pair():
+    """mnist5k -> mnistm5k at 28x28x3 (the default experiment's data)."""
+    from dlapps.data import load_domain
+
+    return load_domain("mnist5k", 28, 3), load_domain("mnistm5k", 28, 3)
+
+
+class FileServer:
+    """Serves ``files`` (name -> bytes) on 127.0.0.1 with HTTP Range support.
+
+    ``truncate[name] = n`` makes the server announce the full length but close after n bytes
+    (the first time only), like a connection dropped mid-download.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.truncate: dict[str, int] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):  # noqa: N802
+                name = self.path.lstrip("/")
+                rng = self.headers.get("Range")
+                server.requests.append((name, rng))
+                if name not in server.files:
+                    self.send_error(404)
+                    return
+                data = server.files[name]
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                if start >= len(data) and rng:
+                    self.send_response(416)
+                    self.end_headers()
+                    return
+                body = data[start:]
+                self.send_response(206 if rng else 200)
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                cut = server.truncate.pop(name, None)
+                self.wfile.write(body if cut is None else body[:cut])
+                self.wfile.flush()
+                if cut is not None:
+                    self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def file_server():
+    server = FileServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: what a machine without network sees."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One real (short) run of the default experiment, shared by the tests that inspect it."""
+    from typer.testing import CliRunner
+
+    from dlapps.cli import app
+
+    out = tmp_path_factory.mktemp("run") / "demo"
+    result = CliRunner().invoke(app, ["adapt", "--epochs", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out, result.output

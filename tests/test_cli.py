@@ -1,0 +1,155 @@
+"""The command line end to end: a real run, its run directory and report, resume after a kill,
+and one-line errors with exit status 2 for bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from dlapps.cli import app
+
+runner = CliRunner()
+FAST = ["--quiet", "--no-tsne", "--no-a-distance"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_default_run_writes_everything(finished_run):
+    out, output = finished_run
+    results = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in results["runs"]] == ["source", "dann", "target"]
+    for r in results["runs"]:
+        assert {"source_acc", "target_acc", "domain_acc", "a_distance", "seconds"} <= set(r)
+        assert 0 <= r["target_acc"] <= 1 and r["seconds"] > 0
+    dann = next(r for r in results["runs"] if r["method"] == "dann")
+    assert dann["domain_acc"] is not None and 0 <= dann["a_distance"] <= 2
+    assert results["summary"]["paper"]["dann"]["icml2015"] == 0.8149
+    for cell in ("source-seed0", "dann-seed0", "target-seed0"):
+        assert (out / cell / "checkpoint.pt").is_file() and (out / cell / "final.json").is_file()
+        assert list((out / cell).glob("events.out.tfevents.*"))
+        assert (out / cell / "metrics.jsonl").stat().st_size > 0
+    assert (out / "dann-seed0" / "tsne.pt").is_file()
+    assert (out / "figures" / "tsne.png").is_file() and (out / "figures" / "training.png").is_file()
+    html = (out / "report.html").read_text()
+    assert 'id="results"' in html and "data:image/png;base64," in html and "<script" not in html
+    # the printed table is made from results.json
+    for r in results["runs"]:
+        assert f"{r['target_acc']:.3f}" in output
+    assert "gap closed by dann" in output and "paper: 57.9%" in output
+
+
+def test_tensorboard_events_hold_the_curves(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _ = finished_run
+    acc = EventAccumulator(str(out / "dann-seed0"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"step/loss", "step/lambda", "step/lr", "epoch/target_acc", "epoch/domain_acc"} <= set(tags)
+    assert [e.step for e in acc.Scalars("epoch/target_acc")] == [125, 250]  # 4,000 / 32 per epoch
+
+
+def test_config_json_round_trip_and_existing_out_refused(finished_run):
+    out, _ = finished_run
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["source"] == "mnist5k" and cfg["methods"] == ["source", "dann", "target"]
+    again = invoke("adapt", "--epochs", 1, "--out", out, *FAST)
+    assert again.exit_code == 2 and "--resume" in again.output
+
+
+def test_report_command_compares_runs(finished_run, tmp_path):
+    out, _ = finished_run
+    result = invoke("report", out, out, "--out", tmp_path / "index.html")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "index.html").read_text().count('id="results"') == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "source,danm"], "unknown method 'danm'"),
+    (["--source", "mnist6k"], "unknown domain 'mnist6k'"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--lr", "-0.1"], "--lr must be a positive number"),
+    (["--batch-size", "5000"], "larger than the source training set"),
+    (["--seeds", "a,b"], "--seeds takes integers"),
+    (["--preset", "quick"], "unknown preset 'quick'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path):
+    extra = [] if "--methods" in args else ["--methods", "source"]
+    result = invoke("adapt", *args, *extra, "--out", tmp_path / "r", *FAST)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_mismatched_class_sets(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            folder = tmp_path / "pets" / split / c
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((10, 10, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    result = invoke("adapt", "--source", "mnist5k", "--target", f"imagefolder:{tmp_path / 'pets'}",
+                    "--out", tmp_path / "r", *FAST)
+    assert result.exit_code == 2 and "different classes" in result.output
+    assert not (tmp_path / "r").exists()  # nothing written before the data checked out
+
+
+def test_resume_needs_a_run_dir(tmp_path):
+    result = invoke("adapt", "--resume", tmp_path, *FAST)
+    assert result.exit_code == 2 and "config.json" in result.output
+
+
+def test_corrupt_checkpoint_on_resume_is_refused(finished_run, tmp_path):
+    import shutil
+
+    out, _ = finished_run
+    run = tmp_path / "copy"
+    shutil.copytree(out, run)
+    (run / "dann-seed0" / "final.json").unlink()
+    (run / "dann-seed0" / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    result = invoke("adapt", "--resume", run, *FAST)
+    assert result.exit_code == 2 and "refusing to load checkpoint" in result.output
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_data_commands(tmp_path):
+    listing = invoke("data", "list")
+    assert listing.exit_code == 0 and "mnistm5k" in listing.output and "syndigits" in listing.output
+    shown = invoke("data", "show", "mnistm5k", "--out", tmp_path / "m.png")
+    assert shown.exit_code == 0 and (tmp_path / "m.png").stat().st_size > 10_000
+    assert invoke("data", "show", "nope").exit_code == 2
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_numbers(tmp_path):
+    """SIGKILL a real `dlapps adapt` process after its first checkpoint, resume, compare."""
+    args = [sys.executable, "-m", "dlapps", "adapt", "--methods", "dann", "--epochs", "3", *FAST]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    subprocess.run([*args, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([*args, "--out", str(tmp_path / "killed")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "dann-seed0" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (tmp_path / "killed" / "results.json").exists()
+    subprocess.run([sys.executable, "-m", "dlapps", "adapt", "--resume", str(tmp_path / "killed"), *FAST],
+                   check=True, env=env, capture_output=True)
+    full = json.loads((tmp_path / "full" / "results.json").read_text())["runs"][0]
+    resumed = json.loads((tmp_path / "killed" / "results.json").read_text())["runs"][0]
+    for key in ("source_acc", "target_acc", "domain_acc", "steps"):
+        assert resumed[key] == full[key], key

@@ -1,0 +1,165 @@
+"""The training loop: determinism, exact resume, NaN handling, checkpoint safety, bad input."""
+
+import os
+import pickle
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from dlapps.adapt.methods import get_method
+from dlapps.adapt.schedules import annealed
+from dlapps.engine import Labelled, PairedBatches, Trainer, seed_everything
+from dlapps.engine.checkpoint import CHECKPOINT, load_checkpoint
+from dlapps.errors import CheckpointError, ConfigError, NonFiniteLossError
+from dlapps.models import build_digits_net
+
+CFG = SimpleNamespace(lambda_schedule="sigmoid", gamma=10.0, lambda_max=1.0)
+
+
+def make_trainer(digits_pair, run_dir, epochs=3, seed=0, method="dann", n=512, init_seed=None,
+                 evaluate=None, batch_size=64):
+    source, target = digits_pair
+    seed_everything(seed if init_seed is None else init_seed)
+    net = build_digits_net("mnist", 3, 28, 10, [0.3, 0.3, 0.3])
+    m = get_method(method)(net, CFG)
+    batches = PairedBatches(Labelled(source.train_x[:n], source.train_y[:n]),
+                            Labelled(target.train_x[:n], target.train_y[:n]), batch_size, seed)
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    return Trainer(m, batches, opt, annealed(0.01), epochs, run_dir, evaluate=evaluate,
+                   progress=False, tensorboard=False, fingerprint=f"{method}-{seed}")
+
+
+def _params(trainer):
+    return {k: v.clone() for k, v in trainer.module.state_dict().items()}
+
+
+def test_same_seed_same_numbers(digits_pair, tmp_path):
+    a = make_trainer(digits_pair, tmp_path / "a", epochs=2)
+    a.fit()
+    b = make_trainer(digits_pair, tmp_path / "b", epochs=2)
+    b.fit()
+    pa, pb = _params(a), _params(b)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    c = make_trainer(digits_pair, tmp_path / "c", epochs=2, seed=1)
+    c.fit()
+    assert not torch.equal(pa["net.features.0.weight"], _params(c)["net.features.0.weight"])
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(digits_pair, tmp_path):
+    full = make_trainer(digits_pair, tmp_path / "full", epochs=3)
+    full_history = full.fit()
+
+    def die_in_epoch_two(module):
+        if len(calls) == 1:
+            raise Killed
+        calls.append(1)
+        return {}
+
+    calls = []
+    killed = make_trainer(digits_pair, tmp_path / "run", epochs=3, evaluate=die_in_epoch_two)
+    with pytest.raises(Killed):
+        killed.fit()
+    assert load_checkpoint(tmp_path / "run")["epoch"] == 1
+    # a new process: fresh module and optimizer (even initialised differently), same run dir
+    resumed = make_trainer(digits_pair, tmp_path / "run", epochs=3, init_seed=123)
+    history = resumed.fit()
+    p_full, p_res = _params(full), _params(resumed)
+    assert all(torch.equal(p_full[k], p_res[k]) for k in p_full)
+    assert [h["step"] for h in history] == [h["step"] for h in full_history]
+    # and the log holds each step once
+    from dlapps.engine.runlog import read_metrics
+
+    steps = [r["step"] for r in read_metrics(tmp_path / "run") if r["kind"] == "step"]
+    assert steps == sorted(set(steps))
+
+
+def test_finished_run_is_not_retrained(digits_pair, tmp_path):
+    t = make_trainer(digits_pair, tmp_path, epochs=1)
+    t.fit()
+    mtime = os.stat(tmp_path / CHECKPOINT).st_mtime_ns
+    again = make_trainer(digits_pair, tmp_path, epochs=1)
+    assert len(again.fit()) == 1 and os.stat(tmp_path / CHECKPOINT).st_mtime_ns == mtime
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_checkpoint(digits_pair, tmp_path):
+    t = make_trainer(digits_pair, tmp_path, epochs=3)
+    original_forward = t.module.forward
+    steps = []
+
+    def poisoned(*args):
+        steps.append(1)
+        out = original_forward(*args)
+        if len(steps) == 11:  # the 11th step, in epoch 2 (8 steps per epoch)
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    t.module.forward = poisoned
+    with pytest.raises(NonFiniteLossError, match="step 11 \\(epoch 2\\)") as err:
+        t.fit()
+    assert err.value.step == 11
+    assert load_checkpoint(tmp_path)["epoch"] == 1  # last good checkpoint kept
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_corrupt_checkpoint_is_refused_and_run_dir_untouched(digits_pair, tmp_path):
+    make_trainer(digits_pair, tmp_path, epochs=1).fit()
+    ckpt = tmp_path / CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[: len(ckpt.read_bytes()) // 2])
+    before = _snapshot(tmp_path)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        make_trainer(digits_pair, tmp_path, epochs=2).fit()
+    assert _snapshot(tmp_path) == before
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['EVIL_MARKER']}",))
+
+
+def test_crafted_pickle_checkpoint_does_not_run_code(digits_pair, tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("EVIL_MARKER", str(marker))
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"module": Evil()}, run / CHECKPOINT)
+    # the same bytes would run code with a plain unpickler:
+    pickle.loads(pickle.dumps(Evil()))
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(CheckpointError, match="refusing"):
+        make_trainer(digits_pair, run, epochs=1).fit()
+    assert not marker.exists()
+
+
+def test_checkpoint_of_another_configuration_is_refused(digits_pair, tmp_path):
+    make_trainer(digits_pair, tmp_path, epochs=1).fit()
+    with pytest.raises(CheckpointError, match="another configuration"):
+        make_trainer(digits_pair, tmp_path, epochs=2, seed=1).fit()
+
+
+def test_bad_numbers_are_clear_errors(digits_pair, tmp_path):
+    with pytest.raises(ConfigError, match="epochs"):
+        make_trainer(digits_pair, tmp_path, epochs=0)
+    with pytest.raises(ConfigError, match="larger than the source training set"):
+        make_trainer(digits_pair, tmp_path, n=100, batch_size=128)
+
+
+def test_batches_hide_target_labels_unless_asked(digits_pair):
+    source, target = digits_pair
+    s = Labelled(source.train_x[:128], source.train_y[:128])
+    t = Labelled(target.train_x[:128], target.train_y[:128])
+    xs, ys, xt, yt = next(PairedBatches(s, t, 32, 0).epoch(0))
+    assert yt is None and xs.dtype == torch.float32 and xs.min() >= 0 and xs.max() <= 1
+    assert next(PairedBatches(s, t, 32, 0, target_labels=True).epoch(0))[3] is not None
+    # ranks take disjoint halves of the same global batch
+    full = next(PairedBatches(s, t, 32, 0).epoch(0))[1]
+    halves = [next(PairedBatches(s, t, 32, 0, rank=r, world=2).epoch(0))[1] for r in (0, 1)]
+    assert sorted(torch.cat(halves).tolist()) == sorted(full.tolist())
