@@ -10,13 +10,15 @@ status 2; anything else is a bug and shows its traceback.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 import typer
 
-from dlapps.errors import DlappsError
+from dlapps.cli_support import csv_list, parse_seeds, user_errors
+from dlapps.explain.cli import app as explain_app
+from dlapps.generate.cli import app as gan_app
+from dlapps.transfer.cli import app as transfer_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep learning applications, reproduced: domain adaptation, data, reports.")
@@ -25,40 +27,9 @@ data_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_except
                        help="Named data domains: list them, preview them, download them.")
 app.add_typer(adapt_app, name="adapt")
 app.add_typer(data_app, name="data")
-
-
-def user_errors(fn):
-    """Turn a DlappsError into one line on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DlappsError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def _csv(text: str | None) -> list[str] | None:
-    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _seeds(text: str | None) -> list[int] | None:
-    from dlapps.errors import ConfigError
-
-    if text is None:
-        return None
-    try:
-        if text.isdigit() is False and "," not in text and ":" not in text:
-            raise ValueError
-        if ":" in text:  # --seeds 0:3 -> 0,1,2
-            a, b = text.split(":")
-            return list(range(int(a), int(b)))
-        return [int(s) for s in _csv(text)]
-    except ValueError:
-        raise ConfigError(f"--seeds takes integers like 0,1,2 or 0:3, got {text!r}") from None
+app.add_typer(transfer_app, name="transfer")
+app.add_typer(explain_app, name="explain")
+app.add_typer(gan_app, name="gan")
 
 
 @adapt_app.callback(invoke_without_command=True)
@@ -102,8 +73,8 @@ def adapt(
     from dlapps.config import preset as make_preset
     from dlapps.report.tables import text_table
 
-    overrides = dict(source=source, target=target, methods=_csv(methods), epochs=epochs,
-                     seeds=_seeds(seeds), photos=photos, device=device, batch_size=batch_size,
+    overrides = dict(source=source, target=target, methods=csv_list(methods), epochs=epochs,
+                     seeds=parse_seeds(seeds), photos=photos, device=device, batch_size=batch_size,
                      lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                      lambda_schedule=lambda_schedule, gamma=gamma, lambda_max=lambda_max,
                      arch=arch, image_size=image_size, batchnorm=batchnorm, tsne=tsne,

@@ -29,12 +29,14 @@ pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em}
 """
 
 
-def _img(path: Path, alt: str) -> str:
+def embed_png(path: Path, alt: str) -> str:
+    """An <img> tag with the PNG inlined as base64, so the page stays one file."""
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _page(title: str, body: str) -> bytes:
+def page(title: str, body: str) -> bytes:
+    """A complete HTML document: inline style sheet, no scripts, no external requests."""
     return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><link rel=icon href='data:,'>"
@@ -55,7 +57,7 @@ def render_run(run_dir: Path) -> Path:
     results = _load(run_dir)
     cfg, env, data = results["config"], results["environment"], results["data"]
     figs = figures.all_figures(run_dir, results)
-    sections = "".join(f"<h2>{html.escape(name)}</h2>{_img(path, name)}" for name, path in figs.items())
+    sections = "".join(f"<h2>{html.escape(name)}</h2>{embed_png(path, name)}" for name, path in figs.items())
     data_lines = "".join(
         f"<li><b>{role}</b>: {html.escape(d['name'])} — {d['train']:,} train / {d['test']:,} test"
         + (f" (photos: {html.escape(d['photos'])})" if d.get("photos") else "") + "</li>"
@@ -71,7 +73,7 @@ def render_run(run_dir: Path) -> Path:
         f"<h2>Configuration</h2><pre>{html.escape(json.dumps(cfg, indent=2))}</pre>"
     )
     title = f"dlapps: {cfg['source']} → {cfg['target']}"
-    return atomic_write_bytes(run_dir / "report.html", _page(title, body))
+    return atomic_write_bytes(run_dir / "report.html", page(title, body))
 
 
 def render_index(run_dirs: list[Path], out: Path) -> Path:
@@ -88,8 +90,8 @@ def render_index(run_dirs: list[Path], out: Path) -> Path:
             f"<h2>{html.escape(cfg['source'])} → {html.escape(cfg['target'])} "
             f"<span class=muted>({html.escape(str(run_dir))}, {cfg['epochs']} epochs, "
             f"preset {html.escape(cfg['preset'])})</span></h2>"
-            + tables.html_table(results) + _img(bars, "target accuracy")
+            + tables.html_table(results) + embed_png(bars, "target accuracy")
             + (f'<p><a href="{html.escape(link.as_uri())}">full report</a></p>' if link.exists() else "")
         )
     body = f"<h1>dlapps: {len(run_dirs)} runs compared</h1>" + "".join(parts)
-    return atomic_write_bytes(Path(out), _page("dlapps: runs compared", body))
+    return atomic_write_bytes(Path(out), page("dlapps: runs compared", body))

@@ -1,0 +1,52 @@
+"""Small pieces every ``dlapps`` sub-command shares: error handling and option parsing.
+
+Kept apart from ``dlapps.cli`` so each area's command module (``dlapps.<area>.cli``) can use them
+without importing the top-level app (which imports the areas).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from dlapps.errors import ConfigError, DlappsError
+
+
+def user_errors(fn):
+    """Turn a DlappsError into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DlappsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def csv_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; None stays None (option not given)."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """``"0,1,2"`` or ``"0:3"`` -> ``[0, 1, 2]``; a bare ``"3"`` is the single seed 3."""
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            a, b = text.split(":")
+            return list(range(int(a), int(b)))
+        return [int(s) for s in csv_list(text)]
+    except ValueError:
+        raise ConfigError(f"--seeds takes integers like 0,1,2 or 0:3, got {text!r}") from None
+
+
+def default_run_dir(area: str) -> Path:
+    """``runs/<area>-<timestamp>``: where a command writes when no ``--out`` is given."""
+    return Path("runs") / f"{area}-{datetime.now():%Y%m%d-%H%M%S}"

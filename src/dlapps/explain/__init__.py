@@ -1,0 +1,1 @@
+"""dlapps.explain (under construction)."""

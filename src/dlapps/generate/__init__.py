@@ -1,0 +1,1 @@
+"""dlapps.generate (under construction)."""

@@ -1,0 +1,1 @@
+"""dlapps.transfer (under construction)."""

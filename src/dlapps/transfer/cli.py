@@ -1,0 +1,5 @@
+"""`dlapps transfer ...` (under construction)."""
+
+import typer
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="(under construction)")
