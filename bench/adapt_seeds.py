@@ -54,10 +54,14 @@ def main() -> None:
         raw[pair] = {"summary": results["summary"], "runs": results["runs"],
                      "config": results["config"], "environment": env, "data": results["data"]}
         print(markdown_table(results))
+        write(args.tag, sections, raw)  # after every pair, so a stopped bench keeps what it measured
+
+
+def write(tag: str, sections: list[str], raw: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.tag}.md").write_text("\n".join(sections))
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps(raw, indent=2) + "\n")
-    print(f"wrote {RESULTS / (args.tag + '.md')}")
+    (RESULTS / f"{tag}.md").write_text("\n".join(sections))
+    (RESULTS / f"{tag}.json").write_text(json.dumps(raw, indent=2) + "\n")
+    print(f"wrote {RESULTS / (tag + '.md')}")
 
 
 if __name__ == "__main__":

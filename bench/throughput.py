@@ -7,7 +7,7 @@ check, metrics.jsonl + TensorBoard logging, the progress bar (off here) and an a
 every epoch. Runs alternate (bare, engine, bare, engine, ...) so drift in the machine's speed hits
 both alike; the best of the repeats is reported.
 
-    python bench/throughput.py [--epochs 3] [--repeats 3] [--threads 2]
+    python bench/throughput.py [--epochs 3] [--repeats 3] [--threads 2] [--batch-size 64]
 
 Writes bench/results/throughput.json.
 """
@@ -71,10 +71,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=64, help="images per domain per step")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = AdaptConfig()
+    cfg = AdaptConfig(batch_size=args.batch_size)
     source, target = load_domain("mnist5k", 28, 3), load_domain("mnistm5k", 28, 3)
     s, t = Labelled(source.train_x, source.train_y), Labelled(target.train_x, target.train_y)
     mean = torch.cat([s.x, t.x]).float().mean((0, 2, 3)).div(255).tolist()
@@ -90,7 +91,8 @@ def main() -> None:
         "bare_images_per_s": round(best["bare"]), "engine_images_per_s": round(best["engine"]),
         "engine_over_bare": round(best["engine"] / best["bare"], 3),
         "all_runs": {k: [round(r) for r in v] for k, v in rates.items()},
-        "setup": {"method": "dann", "net": "mnist (paper)", "batch": "64 source + 64 target",
+        "setup": {"method": "dann", "net": "mnist (paper)",
+                  "batch": f"{args.batch_size} source + {args.batch_size} target",
                   "data": "mnist5k -> mnistm5k, in-memory uint8", "epochs": args.epochs,
                   "repeats": args.repeats, "threads": args.threads, "torch": torch.__version__,
                   "machine": platform.machine(), "cpu": _cpu_name()},

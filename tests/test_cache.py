@@ -64,3 +64,11 @@ def test_stale_parameters_inside_the_file_are_detected(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         cached("thing", {"seed": 1}, _builder(calls), root=tmp_path)
     assert len(calls) == 2 and "stale" in caplog.text
+
+
+def test_scalar_tensors_are_cached_and_checked(tmp_path):
+    calls = []
+    build = lambda: (calls.append(1), {"acc": torch.tensor(0.97), "n": torch.tensor(5)})[1]  # noqa: E731
+    a = cached("scalars", {}, build, root=tmp_path)
+    b = cached("scalars", {}, build, root=tmp_path)
+    assert len(calls) == 1 and float(b["acc"]) == float(a["acc"]) and b["acc"].shape == ()

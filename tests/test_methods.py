@@ -7,12 +7,12 @@ import torch
 
 from dlapps.adapt.experiment import make_optimizer
 from dlapps.adapt.methods import METHODS, get_method
-from dlapps.adapt.schedules import constant
+from dlapps.adapt.schedules import annealed, constant
 from dlapps.engine import Labelled, PairedBatches, Trainer, seed_everything, to_float
 from dlapps.errors import UnknownNameError
 from dlapps.models import build_digits_net
 
-CFG = SimpleNamespace(lambda_schedule="constant", gamma=10.0, lambda_max=1.0, optimizer="sgd",
+CFG = SimpleNamespace(lambda_schedule="sigmoid", gamma=10.0, lambda_max=1.0, optimizer="sgd",
                       lr=0.01, momentum=0.9, weight_decay=0.0)
 
 
@@ -58,7 +58,7 @@ def test_dann_losses_and_logged_values():
     assert 0.0 <= float(out["train_domain_acc"]) <= 1.0
 
 
-def _train(digits_pair, method_name, run_dir, epochs=1, seed=0):
+def _train(digits_pair, method_name, run_dir, epochs=1, seed=0, lr=annealed(0.01)):
     source, target = digits_pair
     seed_everything(seed)
     mean = torch.cat([source.train_x, target.train_x]).float().mean((0, 2, 3)).div(255).tolist()
@@ -66,20 +66,23 @@ def _train(digits_pair, method_name, run_dir, epochs=1, seed=0):
     batches = PairedBatches(Labelled(source.train_x, source.train_y),
                             Labelled(target.train_x, target.train_y), 32, seed,
                             target_labels=m.uses_target_labels)
-    Trainer(m, batches, make_optimizer(CFG, m), constant(0.01), epochs, run_dir, progress=False,
+    Trainer(m, batches, make_optimizer(CFG, m), lr, epochs, run_dir, progress=False,
             tensorboard=False).fit()
     m.eval()
     acc = lambda d: float((m.predict(to_float(d.test_x)).argmax(1) == d.test_y).float().mean())  # noqa: E731
     return acc(source), acc(target)
 
 
-@pytest.mark.parametrize("method", ["source", "dann"])
-def test_one_epoch_reaches_a_floor_on_real_digits(digits_pair, method, tmp_path):
+@pytest.mark.parametrize(("method", "source_floor"), [("source", 0.8), ("dann", 0.7)])
+def test_one_epoch_reaches_a_floor_on_real_digits(digits_pair, method, source_floor, tmp_path):
+    # one epoch (125 steps of 32 + 32) with the paper's schedules; measured: source-only .87 / .44,
+    # DANN .81 / .48 (its lambda_p ramps to 1 within this one epoch, which costs source accuracy)
     source_acc, target_acc = _train(digits_pair, method, tmp_path)
-    assert source_acc > 0.85  # one epoch of 62 steps on 4,000 real MNIST digits
-    assert target_acc > 0.2  # MNIST-M is harder, but far above chance (0.1)
+    assert source_acc > source_floor
+    assert target_acc > 0.3  # MNIST-M is harder, but far above chance (0.1)
 
 
 def test_train_on_target_learns_the_target(digits_pair, tmp_path):
-    _, target_acc = _train(digits_pair, "target", tmp_path)
-    assert target_acc > 0.6
+    # without annealing: one epoch of labelled MNIST-M reaches ~.63 (annealed, only ~.31)
+    _, target_acc = _train(digits_pair, "target", tmp_path, lr=constant(0.01))
+    assert target_acc > 0.5

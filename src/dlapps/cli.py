@@ -71,6 +71,7 @@ def adapt(
     from dlapps.adapt.experiment import run_adapt
     from dlapps.config import AdaptConfig
     from dlapps.config import preset as make_preset
+    from dlapps.engine.distributed import from_env
     from dlapps.report.tables import text_table
 
     overrides = dict(source=source, target=target, methods=csv_list(methods), epochs=epochs,
@@ -86,8 +87,41 @@ def adapt(
     else:
         cfg = make_preset(preset, **overrides)
     results = run_adapt(cfg, out=out, resume=resume, progress=not quiet)
+    if from_env().rank != 0:  # under torchrun only the first process reports
+        return
     typer.echo(text_table(results))
     typer.echo(f"\nrun directory: {results['run_dir']}  (report: {Path(results['run_dir']) / 'report.html'})")
+
+
+@adapt_app.command("compare")
+@user_errors
+def adapt_compare(
+    methods: str = typer.Option(None, help="comma-separated methods; default "
+                                "source,dann,dan,coral,adda,drcn,cdan,dann+self-train"),
+    pairs: str = typer.Option(None, help="comma-separated SOURCE:TARGET pairs; default "
+                              "mnist5k:mnistm5k,syndigits:mnist5k,mnist5k:digits,fashion:fashionm"),
+    seeds: str = typer.Option("3", help="a number of seeds (3 = 0,1,2) or a list 0,1,2 / 0:3"),
+    epochs: int = typer.Option(None, help="epochs per cell (default: the preset's)"),
+    preset: str = typer.Option("fast", help="fast (default) or paper"),
+    train_limit: int = typer.Option(None, help="at most this many training images per domain"),
+    out: Path = typer.Option(None, help="grid directory (rerun to continue); default runs/compare-<time>"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Every method on every pair with the same network and budget; resumable; one table."""
+    from dlapps.adapt.compare import DEFAULT_METHODS, DEFAULT_PAIRS, run_compare
+    from dlapps.cli_support import default_run_dir
+    from dlapps.config import preset as make_preset
+    from dlapps.report.tables import compare_markdown
+
+    seed_list = list(range(int(seeds))) if seeds.strip().isdigit() else parse_seeds(seeds)
+    base = make_preset(preset, epochs=epochs, train_limit=train_limit, device=device, tsne=False,
+                       a_distance=False)
+    out = out or default_run_dir("compare")
+    results = run_compare(csv_list(methods) or DEFAULT_METHODS, csv_list(pairs) or DEFAULT_PAIRS,
+                          seed_list, out, base, progress=not quiet)
+    typer.echo(compare_markdown(results))
+    typer.echo(f"\ngrid directory: {out}  (report: {Path(out) / 'report.html'})")
 
 
 @data_app.command("list")

@@ -51,6 +51,11 @@ class AdaptConfig:
     tsne_points: int = 500  # per domain
     a_distance: bool = True
     log_every: int = 10
+    # --- added with the methods beyond DANN (issue 3); left out of the fingerprint at their
+    # defaults, so runs made before they existed still resume
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"dan": {"weight": 2}}
+    train_limit: int | None = None  # use a fixed stratified subset of this many training images
+    selection: bool = True  # per-epoch label-free selection criteria and target ECE
 
     # --- derived -------------------------------------------------------------------------------
     def resolved_arch(self) -> str:
@@ -95,13 +100,21 @@ class AdaptConfig:
             raise ConfigError(f"--image-size must be at least 16, got {self.image_size}")
         if self.tsne_points < 10:
             raise ConfigError("--tsne-points must be at least 10")
+        if self.train_limit is not None and self.train_limit < 10:
+            raise ConfigError(f"--train-limit must be at least 10, got {self.train_limit}")
+        if not isinstance(self.method_options, dict) or not all(
+                isinstance(v, dict) for v in self.method_options.values()):
+            raise ConfigError("method_options must map a method name to a dict of its settings")
         return self
 
     def training_fingerprint(self, method: str, seed: int) -> str:
         """Hash of what one (method, seed) training run computes; guards --resume."""
         ignore = {"methods", "seeds", "device", "tsne", "tsne_points", "a_distance", "log_every",
-                  "preset"}
+                  "preset", "selection"}
         d = {k: v for k, v in asdict(self).items() if k not in ignore}
+        for key, default in (("method_options", {}), ("train_limit", None)):
+            if d[key] == default:
+                del d[key]
         d.update(method=method, seed=seed)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from dlapps.adapt.diagnostics import (
-    accuracy_on,
     batched,
     domain_accuracy,
     fixed_sample,
@@ -39,6 +38,7 @@ from dlapps.adapt.diagnostics import (
 from dlapps.adapt.methods import get_method
 from dlapps.adapt.paper import gap_closed, paper_numbers
 from dlapps.adapt.schedules import lr_schedule
+from dlapps.adapt.selection import criteria, expected_calibration_error, pick
 from dlapps.config import AdaptConfig
 from dlapps.data import Domain, load_domain
 from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
@@ -47,6 +47,7 @@ from dlapps.errors import ConfigError, DataError
 from dlapps.io import atomic_torch_save, atomic_write_json
 
 FINAL = "final.json"
+SELECTION_SAMPLES = 1000  # training images per domain the label-free criteria look at
 RESULTS = "results.json"
 CONFIG = "config.json"
 
@@ -71,9 +72,25 @@ def load_pair(config: AdaptConfig) -> Pair:
             f"source {config.source} and target {config.target} have different classes "
             f"(only in source: {only_s or 'none'}; only in target: {only_t or 'none'})"
         )
+    if config.train_limit is not None:
+        source, target = limit_train(source, config.train_limit), limit_train(target, config.train_limit)
     pixels = torch.cat([source.train_x, target.train_x])
     mean = (pixels.float().mean(dim=(0, 2, 3)) / 255.0).tolist()
     return Pair(source, target, mean)
+
+
+def limit_train(domain: Domain, n: int) -> Domain:
+    """The domain with a fixed, class-stratified subset of ``n`` training images (all if fewer)."""
+    if len(domain.train_y) <= n:
+        return domain
+    perm = torch.randperm(len(domain.train_y), generator=torch.Generator().manual_seed(0))
+    y = domain.train_y[perm]
+    rank = torch.zeros(len(y))
+    for c in y.unique():
+        where = (y == c).nonzero().squeeze(1)
+        rank[where] = torch.arange(len(where)) / len(where)  # position within its class
+    keep = perm[torch.sort(rank, stable=True).indices[:n]].sort().values
+    return replace(domain, train_x=domain.train_x[keep], train_y=domain.train_y[keep])
 
 
 def cell_name(method: str, seed: int) -> str:
@@ -103,6 +120,8 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
     """Train one (method, seed) cell to the end (resuming if it has a checkpoint) and measure it."""
     method = build_method(config, pair, method_name, seed)
     s, t = pair.source, pair.target
+    s_train = s.train_x[fixed_sample(len(s.train_y), SELECTION_SAMPLES)]
+    t_train = t.train_x[fixed_sample(len(t.train_y), SELECTION_SAMPLES)]  # unlabelled
     batches = PairedBatches(
         Labelled(s.train_x, s.train_y) if method.uses_source else None,
         Labelled(t.train_x, t.train_y) if method.uses_target_images else None,
@@ -111,9 +130,14 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
     )
 
     def evaluate(m) -> dict:
-        return {"source_acc": accuracy_on(m, s.test_x, s.test_y, device),
-                "target_acc": accuracy_on(m, t.test_x, t.test_y, device),
-                "domain_acc": domain_accuracy(m, s.test_x, t.test_x, device)}
+        logits_s, logits_t = batched(m.predict, s.test_x, device), batched(m.predict, t.test_x, device)
+        record = {"source_acc": float((logits_s.argmax(1) == s.test_y).float().mean()),
+                  "target_acc": float((logits_t.argmax(1) == t.test_y).float().mean()),
+                  "domain_acc": domain_accuracy(m, s.test_x, t.test_x, device)}
+        if config.selection:
+            record["target_ece"] = expected_calibration_error(logits_t.softmax(1), t.test_y)
+            record.update(selection_criteria(m, s_train, t_train, s.test_x, logits_s, s.test_y, device))
+        return record
 
     trainer = Trainer(
         method, batches, make_optimizer(config, method),
@@ -129,12 +153,15 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
               "target_acc": last["target_acc"], "domain_acc": last["domain_acc"],
               "a_distance": None, "seconds": last["seconds"], "epochs": last["epoch"],
               "steps": last["step"]}
-    if config.a_distance or config.tsne:
+    if config.selection:
+        result["ece"] = last.get("target_ece")
+        result["selection"] = pick(history)
+    if (config.a_distance or config.tsne) and dist.main:  # other ranks hold the same model
         fs = batched(method.embed, s.test_x, device).numpy()
         ft = batched(method.embed, t.test_x, device).numpy()
         if config.a_distance:
             result["a_distance"] = proxy_a_distance(fs, ft, seed)
-        if config.tsne and seed == config.seeds[0] and dist.main:
+        if config.tsne and seed == config.seeds[0]:
             i_s = fixed_sample(len(fs), config.tsne_points)
             i_t = fixed_sample(len(ft), config.tsne_points)
             xy = tsne_embedding(fs[i_s.numpy()], ft[i_t.numpy()])
@@ -146,16 +173,41 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
     return result
 
 
+def selection_criteria(m, s_train, t_train, s_val, logits_s_val, ys_val, device) -> dict[str, float]:
+    """The label-free criteria of :mod:`dlapps.adapt.selection` for the model ``m`` now."""
+    return criteria(batched(m.embed, s_train, device), batched(m.embed, t_train, device),
+                    batched(m.predict, t_train, device), batched(m.embed, s_val, device),
+                    logits_s_val, ys_val)
+
+
+def stat(values: list[float]) -> dict | None:
+    return ({"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+            if values else None)
+
+
+def summarize_selection(cells: list[dict]) -> dict | None:
+    """Per selection rule (each criterion, last, oracle): target accuracy (and ECE) over seeds."""
+    picks = [c["selection"] for c in cells if c.get("selection")]
+    if not picks:
+        return None
+    rules = [r for r in picks[0] if all(r in p for p in picks)]
+    out = {r: {"target_acc": stat([p[r]["target_acc"] for p in picks]),
+               "ece": stat([p[r]["ece"] for p in picks if p[r].get("ece") is not None]),
+               "gap_to_oracle": stat([p["oracle"]["target_acc"] - p[r]["target_acc"] for p in picks])}
+           for r in rules}
+    out["oracle"]["oracle"] = True
+    return out
+
+
 def summarize(config: AdaptConfig, runs: list[dict]) -> dict:
     """Mean ± std over seeds per method, the gap closed and the paper's numbers."""
     per_method: dict[str, dict] = {}
     for name in config.methods:
         cells = [r for r in runs if r["method"] == name]
         row: dict = {"n_seeds": len(cells)}
-        for key in ("source_acc", "target_acc", "domain_acc", "a_distance", "seconds"):
-            values = [r[key] for r in cells if r.get(key) is not None]
-            row[key] = ({"mean": float(np.mean(values)), "std": float(np.std(values)),
-                         "values": values} if values else None)
+        for key in ("source_acc", "target_acc", "domain_acc", "a_distance", "seconds", "ece"):
+            row[key] = stat([r[key] for r in cells if r.get(key) is not None])
+        row["selection"] = summarize_selection(cells)
         per_method[name] = row
     summary: dict = {"methods": per_method, "gap_closed": {}}
     if "source" in per_method and "target" in per_method:

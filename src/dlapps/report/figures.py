@@ -133,6 +133,31 @@ def all_figures(run_dir: Path, results: dict) -> dict[str, Path]:
     return figs
 
 
+def compare_bars(out: Path, results: dict) -> Path:
+    """Target accuracy per method (bars, mean ± std over seeds), grouped by pair; the paper's
+    values as black ticks where it has them."""
+    methods, pairs = results["methods"], results["pairs"]
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(2.2 * len(pairs) + 3, 4.2))
+    for i, method in enumerate(methods):
+        for j, pair in enumerate(pairs):
+            stat = results["grid"][pair]["methods"].get(method, {}).get("target_acc")
+            if not stat:
+                continue
+            x = j - 0.4 + width * (i + 0.5)
+            ax.bar(x, stat["mean"], width, yerr=stat["std"], capsize=2, color=COLORS[i % len(COLORS)],
+                   label=method if j == 0 else None)
+            paper = (results["grid"][pair].get("paper") or {}).get(method)
+            if paper:
+                ax.plot([x - width / 2, x + width / 2], [paper[0]] * 2, "k-", lw=2)
+    ax.set_xticks(range(len(pairs)), [p.replace(":", " → ") for p in pairs])
+    ax.set(ylabel="target test accuracy", ylim=(0, 1.05),
+           title="target accuracy (mean ± std over seeds; black: paper)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(4, len(methods)), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    return _save(fig, Path(out) / "figures" / "compare.png")
+
+
 def grid_image(x: np.ndarray, rows: int) -> np.ndarray:
     """Tile uint8 images (N,C,H,W) into one HxWxC image with ``rows`` rows."""
     n, c, h, w = x.shape

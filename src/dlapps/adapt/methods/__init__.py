@@ -1,9 +1,19 @@
-"""Domain adaptation methods, registered by name (see :mod:`.base` for the interface)."""
+"""Domain adaptation methods, registered by name (see :mod:`.base` for the interface).
+
+Any registered name followed by ``+self-train`` (``dann+self-train``, ``cdan+e+self-train``) is
+that method with the self-training loss added (:mod:`.self_training`): composition by name.
+"""
 
 from __future__ import annotations
 
+from dlapps.adapt.methods.adda import ADDA
 from dlapps.adapt.methods.base import Method
+from dlapps.adapt.methods.cdan import CDAN, CDANE
+from dlapps.adapt.methods.coral import DeepCORAL
+from dlapps.adapt.methods.dan import DAN, WDAN
 from dlapps.adapt.methods.dann import DANN, DANNNoGRL
+from dlapps.adapt.methods.drcn import DRCN
+from dlapps.adapt.methods.self_training import SUFFIX, SelfTraining, with_self_training
 from dlapps.adapt.methods.supervised import SourceOnly, TargetOracle
 from dlapps.errors import UnknownNameError
 
@@ -14,15 +24,26 @@ METHODS: dict[str, type[Method]] = {
         DANN,
         DANNNoGRL,
         TargetOracle,
+        DAN,
+        WDAN,
+        DeepCORAL,
+        ADDA,
+        DRCN,
+        CDAN,
+        CDANE,
+        SelfTraining,
     ]
 }
 
 
 def get_method(name: str) -> type[Method]:
-    """The method class registered as ``name``; unknown names list the valid ones."""
-    if name not in METHODS:
-        raise UnknownNameError("method", name, METHODS)
-    return METHODS[name]
+    """The method class registered as ``name`` (or ``<name>+self-train``); unknown names list the
+    valid ones."""
+    if name in METHODS:
+        return METHODS[name]
+    if name.endswith(SUFFIX) and name[: -len(SUFFIX)] in METHODS:
+        return with_self_training(METHODS[name[: -len(SUFFIX)]])
+    raise UnknownNameError("method", name, [*METHODS, f"<method>{SUFFIX}"])
 
 
 __all__ = ["METHODS", "Method", "get_method"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dlapps.models.digits import DomainAdaptationNet
@@ -42,10 +43,30 @@ class Method(nn.Module):
     def forward(self, xs, ys, xt, yt, progress: float) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
 
+    def option(self, key: str, default, section: str | None = None):
+        """A method setting: ``config.method_options[section or name][key]`` when given, else
+        ``default`` (e.g. ``{"dan": {"estimator": "linear"}}``)."""
+        options = getattr(self.config, "method_options", None) or {}
+        return options.get(section or self.name, {}).get(key, default)
+
+    def source_and_target(self, xs, ys, xt, layers=()) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One pass of source and target through the network (batch-norm statistics shared):
+        the activations of ``layers`` (see :func:`~dlapps.adapt.losses.layer_outputs`) for both
+        domains, rows source first, and the cross-entropy on the source rows."""
+        from dlapps.adapt.losses import layer_outputs
+
+        outs = layer_outputs(self.net, torch.cat([xs, xt]), layers)
+        return outs, F.cross_entropy(outs["logits"][: len(xs)], ys)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits *with* gradient, through the network the method deploys (add-ons such as
+        self-training train through it)."""
+        return self.net(x)
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits for images in [0, 1]."""
-        return self.net(x)
+        return self.logits(x)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +76,7 @@ class Method(nn.Module):
     @torch.no_grad()
     def domain_logits(self, x: torch.Tensor) -> torch.Tensor | None:
         """The trained domain classifier's logit (target = 1), or None if the method has none."""
-        return self.net.discriminator(self.net.embed(x)).squeeze(1) if self.trains_discriminator else None
+        return self.net.discriminator(self.embed(x)).squeeze(1) if self.trains_discriminator else None
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

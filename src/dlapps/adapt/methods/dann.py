@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dlapps.adapt.grl import grad_reverse
+from dlapps.adapt.losses import domain_adversarial_loss
 from dlapps.adapt.methods.base import Method, accuracy
 from dlapps.adapt.schedules import lambda_schedule
 
@@ -47,16 +47,14 @@ class DANN(Method):
         features = self.net.embed(torch.cat([xs, xt]))
         logits = self.net.classifier(features[: len(xs)])
         cls_loss = F.cross_entropy(logits, ys)
-        to_discriminator = grad_reverse(features, lam) if self.reverse else features
-        domain_logits = self.net.discriminator(to_discriminator).squeeze(1)
-        domains = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).to(domain_logits)
-        domain_loss = F.binary_cross_entropy_with_logits(domain_logits, domains)
+        domain_loss, domain_acc = domain_adversarial_loss(self.net.discriminator, features, len(xs),
+                                                          lam, self.reverse)
         return {
             "loss": cls_loss + domain_loss,
             "cls_loss": cls_loss,
             "domain_loss": domain_loss,
             "train_acc": accuracy(logits, ys),
-            "train_domain_acc": ((domain_logits > 0).to(domains) == domains).float().mean(),
+            "train_domain_acc": domain_acc,
             "lambda": lam,
         }
 

@@ -1,0 +1,72 @@
+"""The method comparison of docs/RESULTS.md: `dlapps adapt compare` over the grid, resumably.
+
+    python bench/adapt_compare.py [--methods source,dann,dan,coral,adda,drcn,cdan,dann+self-train]
+        [--pairs mnist5k:mnistm5k,syndigits:mnist5k,mnist5k:digits,fashion:fashionm]
+        [--seeds 3] [--other-seeds 3] [--epochs N] [--train-limit N] [--out runs/bench-compare]
+
+Cells are trained in passes so that a run stopped early still covers the most important part:
+first every method with seed 0 on the first pair, then the further seeds there, then the other
+pairs with ``--other-seeds`` seeds. After every pass bench/results/adapt_compare.{json,md} are
+rewritten from what has finished (grid, epochs, seeds, hardware, wall time); rerunning the same
+command skips finished cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from dlapps.adapt.compare import DEFAULT_METHODS, DEFAULT_PAIRS, run_compare
+from dlapps.config import preset
+from dlapps.report.tables import compare_markdown
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def write(results: dict, args: argparse.Namespace, started: float) -> None:
+    env = results["environment"]
+    command = (f"python bench/adapt_compare.py --methods {args.methods} --pairs {args.pairs} "
+               f"--seeds {args.seeds} --other-seeds {args.other_seeds}"
+               + (f" --epochs {args.epochs}" if args.epochs else "")
+               + (f" --train-limit {args.train_limit}" if args.train_limit else ""))
+    header = (f"# Domain adaptation methods compared\n\n- command: `{command}`\n"
+              f"- hardware: {env['processor']}, {env['threads']} torch threads, torch {env['torch']}, "
+              f"device {env['cuda'] or 'cpu'}; other jobs were sharing the 2-core CPU\n"
+              f"- bench wall time so far: {time.perf_counter() - started:.0f} s\n\n")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "adapt_compare.md").write_text(header + compare_markdown(results) + "\n")
+    (RESULTS / "adapt_compare.json").write_text(json.dumps({"command": command, **results}, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    ap.add_argument("--pairs", default=",".join(DEFAULT_PAIRS))
+    ap.add_argument("--seeds", type=int, default=3, help="seeds on the first pair")
+    ap.add_argument("--other-seeds", type=int, default=3, help="seeds on the other pairs")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the fast preset's")
+    ap.add_argument("--train-limit", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
+    args = ap.parse_args()
+    methods, pairs = args.methods.split(","), args.pairs.split(",")
+    base = preset("fast", epochs=args.epochs, train_limit=args.train_limit, tsne=False, a_distance=False)
+    passes = [(pairs[:1], list(range(n))) for n in range(1, args.seeds + 1)]
+    passes += [(pairs[1:], list(range(n))) for n in range(1, args.other_seeds + 1)]
+    started, grid, seeds_done = time.perf_counter(), {}, {}
+    for pass_pairs, seeds in passes:
+        if not pass_pairs:
+            continue
+        results = run_compare(methods, pass_pairs, seeds, args.out / "grid", base)
+        grid.update(results["grid"])
+        seeds_done.update({p: seeds for p in pass_pairs})
+        # the table over everything finished so far, each pair with the seeds it has completed
+        merged = {**results, "pairs": [p for p in pairs if p in grid], "grid": grid,
+                  "seeds": sorted(set().union(*seeds_done.values())), "seeds_per_pair": seeds_done}
+        write(merged, args, started)
+        print(compare_markdown(merged), flush=True)
+
+
+if __name__ == "__main__":
+    main()

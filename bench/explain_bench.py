@@ -1,0 +1,350 @@
+"""Measure dlapps.explain on the offline ImageNet model and scikit-image's bundled photos.
+
+    .venv/bin/python bench/explain_bench.py [--size 160] [--threads 1] [--parts saliency,attacks,...]
+
+Writes bench/results/explain.json and explain.md (+ figures under bench/results/explain/):
+
+* saliency faithfulness: RISE deletion (to black) / insertion (from blurred) normalised AUCs of
+  each method against two random-map baselines (i.i.d. and smooth noise), at single-pixel and
+  tile granularity, mean ± std over the photos;
+* attacks: success rate, mean L2 / L∞, iterations and seconds per image of naive (targeted),
+  FGSM (smallest successful ε of a grid, per image), PGD (L∞ and L2) and DeepFool, and success
+  rate against ε;
+* class visualisation: the target probability over iterations from noise, a few classes;
+* throughput: saliency maps per second on the CPU for each backbone (random weights: speed does
+  not depend on the weights, and squeezenet/vgg16 weights need a download).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dlapps.explain import attacks
+from dlapps.explain.classvis import ClassVisSettings, class_visualization
+from dlapps.explain.figures import curves, image_grid
+from dlapps.explain.inputs import BUNDLED, load_images, resolve_class
+from dlapps.explain.metrics import rise_curves
+from dlapps.explain.models import from_backbone, load_model
+from dlapps.explain.saliency import BASELINES, saliency
+from dlapps.io import atomic_write_bytes, atomic_write_json
+
+RESULTS = Path(__file__).parent / "results"
+PHOTOS = BUNDLED[:10]  # the colour photos and the grey camera man
+SALIENCY = ("vanilla", "smoothgrad", "ig", "gradcam", "gradcampp")
+FGSM_GRID = tuple(2 ** (k / 2) / 255 for k in range(-6, 11))  # 1/8 ... 32 (/255), steps of √2
+L2_GRID = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+TARGET = "quail"
+CLASSVIS = ("tarantula", "goldfish", "Yorkshire terrier")
+
+
+def mean_std(values) -> dict:
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
+
+
+def bench_saliency(model, x, patches) -> dict:
+    cls = model.predict(x)[0]
+    maps = {m: saliency(model, x, cls, m) for m in SALIENCY}
+    maps.update({b: fn(model, x, cls) for b, fn in BASELINES.items()})
+    out = {}
+    for patch in patches:
+        scores = {m: rise_curves(model, x, v, cls, steps=16, patch=patch) for m, v in maps.items()}
+        rows = {
+            m: {"deletion_auc": mean_std(s["deletion_auc"]), "insertion_auc": mean_std(s["insertion_auc"])}
+            for m, s in scores.items()
+        }
+        for m in SALIENCY:
+            for b in BASELINES:
+                rows[m][f"beats_{b}"] = {
+                    "deletion": rows[m]["deletion_auc"]["mean"] < rows[b]["deletion_auc"]["mean"],
+                    "insertion": rows[m]["insertion_auc"]["mean"] > rows[b]["insertion_auc"]["mean"],
+                }
+        out[f"patch{patch}"] = rows
+    return out
+
+
+def summarize(res: attacks.AttackResult, extra: dict | None = None) -> dict:
+    ok = res.success
+    return {
+        "success_rate": float(ok.float().mean()),
+        "n": len(ok),
+        "mean_l2": float(res.l2[ok].mean()) if ok.any() else None,
+        "mean_linf": float(res.linf[ok].mean()) if ok.any() else None,
+        "mean_iterations": float(res.iterations[ok].float().mean()) if ok.any() else None,
+        "seconds_per_image": res.seconds,
+        **(extra or {}),
+    }
+
+
+def minimal_fgsm(model, x) -> dict:
+    """Per image, the smallest ε of FGSM_GRID at which FGSM succeeds, and that perturbation's size."""
+    start = time.perf_counter()
+    n = len(x)
+    l2, linf, eps_found = (torch.full((n,), float("nan"), dtype=torch.float64) for _ in range(3))
+    for eps in FGSM_GRID:
+        res = attacks.fgsm(model, x, eps)
+        new = res.success & eps_found.isnan()
+        l2[new], linf[new], eps_found[new] = res.l2[new].double(), res.linf[new].double(), eps
+    ok = ~eps_found.isnan()
+    return {
+        "success_rate": float(ok.float().mean()),
+        "n": n,
+        "mean_l2": float(l2[ok].mean()),
+        "mean_linf": float(linf[ok].mean()),
+        "mean_iterations": 1.0,
+        "seconds_per_image": (time.perf_counter() - start) / n,
+        "eps_grid_255": [e * 255 for e in FGSM_GRID],
+        "per_image_l2": l2.tolist(),
+    }
+
+
+def bench_attacks(model, x) -> dict:
+    t = torch.full((len(x),), resolve_class(TARGET, model.classes))
+    df = attacks.deepfool(model, x)
+    rows = {
+        "naive (targeted: quail)": summarize(attacks.naive(model, x, t, max_iter=100)),
+        "fgsm (smallest ε of a grid)": minimal_fgsm(model, x),
+        "pgd-linf ε=2/255": summarize(attacks.pgd(model, x, 2 / 255, steps=20)),
+        "pgd-l2 ε=1": summarize(attacks.pgd(model, x, 1.0, norm="l2", steps=20)),
+        "pgd-linf ε=4/255 (targeted: quail)": summarize(attacks.pgd(model, x, 4 / 255, t, steps=20)),
+        "deepfool": summarize(df, {"per_image_l2": df.l2.tolist()}),
+        "deepfool (targeted: quail)": summarize(attacks.deepfool(model, x, t)),
+    }
+    fg = torch.tensor(rows["fgsm (smallest ε of a grid)"]["per_image_l2"])
+    both = ~fg.isnan() & df.success
+    ratio = float(fg[both].mean() / df.l2[both].double().mean()) if both.any() else None
+    curves_ = {
+        "fgsm": attacks.success_curve(model, x, "fgsm", FGSM_GRID),
+        "pgd": attacks.success_curve(model, x, "pgd", FGSM_GRID[:9:2]),
+        "deepfool": attacks.success_curve(model, x, "deepfool", L2_GRID),
+        "pgd-l2": attacks.success_curve(model, x, "pgd-l2", L2_GRID[:4]),
+    }
+    return {
+        "rows": rows,
+        "fgsm_over_deepfool_l2": ratio,
+        "images_both_succeed": int(both.sum()),
+        "success_vs_eps": curves_,
+    }
+
+
+def bench_classvis(model, iters: int, fig_dir: Path) -> dict:
+    out = {}
+    marks = (0, 25, 50, 100, 150, 200)
+    for name in CLASSVIS:
+        t = resolve_class(name, model.classes)
+        start = time.perf_counter()
+        res = class_visualization(model, t, ClassVisSettings(iters=iters), snapshots=marks)
+        out[name] = {
+            "probability_at": {k: res.probabilities[k] for k in marks if k <= iters},
+            "final_probability": res.probabilities[-1],
+            "seconds": time.perf_counter() - start,
+            "probabilities": res.probabilities,
+        }
+        snaps = sorted(res.snapshots.items())
+        image_grid(
+            [im for _, im in snaps],
+            [f"{name} iter {k} p={res.probabilities[k]:.2f}" for k, _ in snaps],
+            fig_dir / f"classvis-{t}.png",
+        )
+    curves(
+        {n: (list(range(len(v["probabilities"]))), v["probabilities"]) for n, v in out.items()},
+        fig_dir / "classvis-probability.png",
+        "iteration",
+        "target probability",
+    )
+    return out
+
+
+def bench_sweep(model, fig_dir: Path, iters: int = 100) -> dict:
+    """The course's parameter study for one class: final probability per setting, one grid figure."""
+    from dlapps.explain.run import run_sweep
+
+    points = tuple(k * iters // 4 for k in range(1, 5))
+    res = run_sweep(
+        CLASSVIS[0],
+        model,
+        ClassVisSettings(iters=iters),
+        iter_points=points,
+        out=fig_dir / "sweep",
+        progress=False,
+    )
+    return {"target": res["target"], "iters": iters, "grid": res["grid"]}
+
+
+def bench_speed(size: int, batch: int = 4) -> dict:
+    from dlapps.models.pretrained import load_backbone
+
+    out = {}
+    x = torch.rand((batch, 3, size, size), generator=torch.Generator().manual_seed(0))
+    for name in ("squeezenet1_1", "efficientnet_lite0", "vgg16"):
+        model = from_backbone(load_backbone(name, pretrained=False).at_size(size))
+        target = torch.zeros(batch, dtype=torch.long)
+        out[name] = {}
+        for method in ("vanilla", "gradcam", "smoothgrad", "ig"):
+            if name == "vgg16" and method in ("smoothgrad", "ig"):
+                continue  # ~16-32x vanilla's cost: minutes on one shared core
+            saliency(model, x[:1], target[:1], method)  # warm-up
+            start = time.perf_counter()
+            saliency(model, x, target, method)
+            out[name][method] = batch / (time.perf_counter() - start)
+    return out
+
+
+def markdown(r: dict) -> str:
+    env = r["environment"]
+    lines = [
+        "# dlapps explain benchmark\n",
+        f"EfficientNet-Lite0 (ImageNet weights, offline), {r['images']} bundled scikit-image photos "
+        f"({', '.join(r['photos'])}) at {r['size']}x{r['size']} px. {env['hardware']}; "
+        f"torch {env['torch']}, {env['threads']} thread(s). {env['note']}\n",
+    ]
+    if "saliency" in r:
+        lines.append("## Saliency faithfulness (RISE; normalised AUC, mean ± std over photos)\n")
+        lines.append(
+            "Deletion: pixels (or tiles) set to black, lower is better. Insertion: restored into a blurred "
+            "image (11x11, σ=5), higher is better. 16 steps. ✓ = beats both random baselines.\n"
+        )
+        for key, rows in r["saliency"].items():
+            lines.append(
+                f"### {'single pixels' if key == 'patch1' else key.replace('patch', 'tiles of ') + ' px'}\n"
+            )
+            lines.append("| map | deletion AUC ↓ | insertion AUC ↑ | beats both randoms (del / ins) |")
+            lines.append("|---|---|---|---|")
+            for m, row in rows.items():
+                d, i = row["deletion_auc"], row["insertion_auc"]
+                flags = ""
+                if m in SALIENCY:
+                    dd = all(row[f"beats_{b}"]["deletion"] for b in BASELINES)
+                    ii = all(row[f"beats_{b}"]["insertion"] for b in BASELINES)
+                    flags = f"{'✓' if dd else '✗'} / {'✓' if ii else '✗'}"
+                lines.append(
+                    f"| {m} | {d['mean']:.3f} ± {d['std']:.3f} | {i['mean']:.3f} ± {i['std']:.3f} | {flags} |"
+                )
+            lines.append("")
+    if "attacks" in r:
+        a = r["attacks"]
+        lines.append("## Attacks (untargeted unless stated; success = prediction changed / is the target)\n")
+        lines.append("| attack | success | mean L2 | mean L∞ (×255) | mean iterations | s / image |")
+        lines.append("|---|---|---|---|---|---|")
+        for name, row in a["rows"].items():
+
+            def f(v, scale=1.0):
+                return "–" if v is None else f"{v * scale:.3f}"
+
+            lines.append(
+                f"| {name} | {row['success_rate']:.2f} | {f(row['mean_l2'])} | {f(row['mean_linf'], 255)} "
+                f"| {f(row['mean_iterations'])} | {row['seconds_per_image']:.2f} |"
+            )
+        if a["fgsm_over_deepfool_l2"]:
+            lines.append(
+                f"\nOn the {a['images_both_succeed']} photos where both succeed, FGSM's smallest successful "
+                f"perturbation has {a['fgsm_over_deepfool_l2']:.1f}x DeepFool's mean L2.\n"
+            )
+        lines.append("Success rate against ε (L∞ ×255 for fgsm/pgd; L2 for deepfool/pgd-l2):\n")
+        for name, pts in a["success_vs_eps"].items():
+            scale = 255 if name in ("fgsm", "pgd") else 1
+            lines.append(
+                f"- {name}: " + ", ".join(f"{p['eps'] * scale:.3g} → {p['success_rate']:.2f}" for p in pts)
+            )
+        lines.append("")
+    if "classvis" in r:
+        lines.append("## Class visualisation from noise (lr 5, l2 1e-3, blur every 10, jitter 16, seed 0)\n")
+        marks = list(next(iter(r["classvis"].values()))["probability_at"])
+        lines.append("| class | " + " | ".join(f"p @ {k}" for k in marks) + " | seconds |")
+        lines.append("|---|" + "---|" * (len(marks) + 1))
+        for name, v in r["classvis"].items():
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{v['probability_at'][k]:.3f}" for k in marks)
+                + f" | {v['seconds']:.0f} |"
+            )
+        lines.append("")
+    if "sweep" in r:
+        w = r["sweep"]
+        lines.append(
+            f"## Class visualisation sweep ({w['target']}, one parameter varied at a time around the "
+            f"defaults, {w['iters']} iterations; figure: explain/sweep/figures/sweep.png)\n"
+        )
+        lines.append("| parameter | value | target probability |")
+        lines.append("|---|---|---|")
+        lines += [f"| {g['parameter']} | {g['value']:g} | {g['probability']:.3f} |" for g in w["grid"]]
+        lines.append("")
+    if "speed" in r:
+        lines.append(
+            f"## Saliency maps per second on the CPU ({r['speed_size']} px, batch 4, random weights)\n"
+        )
+        methods = ("vanilla", "gradcam", "smoothgrad", "ig")
+        lines.append("| model | " + " | ".join(methods) + " |")
+        lines.append("|---|" + "---|" * len(methods))
+        for name, v in r["speed"].items():
+            lines.append(
+                f"| {name} | " + " | ".join(f"{v[m]:.2f}" if m in v else "–" for m in methods) + " |"
+            )
+        lines.append(
+            "\nSmoothGrad uses 16 noisy copies and IG 32 path points, so each costs that many gradients."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--parts", default="saliency,attacks,classvis,speed")
+    p.add_argument("--classvis-iters", type=int, default=200)
+    p.add_argument("--note", default="", help="e.g. 'other jobs were sharing the CPU'")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    parts = args.parts.split(",")
+    model = load_model("efficientnet_lite0", image_size=args.size)
+    named = load_images(PHOTOS)
+    x = model.preprocess([im.pixels for im in named])
+    fig_dir = args.out / "explain"
+    path = args.out / "explain.json"
+    r = json.loads(path.read_text()) if path.exists() else {}  # parts not re-run are kept
+    r.update(
+        {
+            "size": args.size,
+            "photos": list(PHOTOS),
+            "images": len(x),
+            "predictions": [model.classes[int(c)] for c in model.predict(x)[0]],
+            "environment": {
+                "torch": torch.__version__,
+                "threads": args.threads,
+                "note": args.note,
+                "hardware": f"{platform.machine()} CPU, {os.cpu_count()} cores",
+            },
+        }
+    )
+    for part in parts:
+        start = time.perf_counter()
+        print(f"[{part}] ...", file=sys.stderr, flush=True)
+        if part == "saliency":
+            r["saliency"] = bench_saliency(model, x, patches=(1, max(1, args.size // 20)))
+        elif part == "attacks":
+            r["attacks"] = bench_attacks(model, x)
+        elif part == "classvis":
+            r["classvis"] = bench_classvis(model, args.classvis_iters, fig_dir)
+        elif part == "sweep":
+            r["sweep"] = bench_sweep(model, fig_dir)
+        elif part == "speed":
+            r["speed"], r["speed_size"] = bench_speed(224), 224
+        r.setdefault("seconds", {})[part] = round(time.perf_counter() - start, 1)
+        atomic_write_json(path, r)
+        print(f"[{part}] {r['seconds'][part]} s", file=sys.stderr, flush=True)
+    atomic_write_bytes(args.out / "explain.md", markdown(r).encode())
+    print(markdown(r))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Assemble docs/RESULTS.md from the files the benchmarks wrote in bench/results/.
+
+Every number in docs/RESULTS.md comes from one of the bench scripts below; this script only
+stitches their markdown together under one heading per area, in a fixed order, and says which
+sections have not been measured yet. Rerun a benchmark, then rerun this:
+
+    python bench/write_results.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+DOC = ROOT.parent / "docs" / "RESULTS.md"
+
+# (results file stem, section title, the command that makes it)
+SECTIONS = [
+    ("adapt", "Domain adaptation: source-only, DANN, DANN without GRL, train-on-target",
+     "python bench/adapt_seeds.py"),
+    ("throughput", "Training throughput: the engine vs a bare loop", "python bench/throughput.py"),
+    ("adapt_compare", "Domain adaptation methods compared", "python bench/adapt_compare.py"),
+    ("transfer_offline", "Transfer learning: pretrained features vs from scratch (offline)",
+     "python bench/transfer_offline.py"),
+    ("transfer_throughput", "Transfer learning: feature extraction throughput",
+     "python bench/transfer_throughput.py"),
+    ("explain", "Network visualisation: saliency faithfulness, attacks, class visualisation",
+     "python bench/explain_bench.py"),
+    ("gan", "GANs: DCGAN and cDCGAN quality, offline metrics", "python bench/gan_bench.py"),
+]
+
+INTRO = """# Measured results
+
+Everything below was measured by the scripts in `bench/` (the command is given with each
+section) and assembled by `python bench/write_results.py`; nothing is typed in by hand. Unless a
+section says otherwise, numbers are last-epoch values (no checkpoint chosen with target labels),
+mean ± std over the seeds stated, on the CPU machine named in the section.
+"""
+
+
+def throughput_markdown(path: Path) -> str:
+    """bench/throughput.py writes JSON only; render it as a short table."""
+    import json
+
+    r = json.loads(path.read_text())
+    s = r["setup"]
+    return (
+        "| loop | images / s (best of repeats) | all repeats |\n|---|---|---|\n"
+        f"| bare loop | {r['bare_images_per_s']:,} | {r['all_runs']['bare']} |\n"
+        f"| dlapps engine | {r['engine_images_per_s']:,} | {r['all_runs']['engine']} |\n\n"
+        f"The engine keeps **{100 * r['engine_over_bare']:.1f}%** of the bare loop's speed "
+        f"(DANN, {s['net']} network, {s['batch']}, {s['data']}; {s['epochs']} epochs × "
+        f"{s['repeats']} alternating repeats; {s['threads']} threads, torch {s['torch']}, "
+        f"{s['cpu']}).\n" + (f"\n{s['note']}\n" if s.get("note") else "")
+    )
+
+
+def section(stem: str, title: str, command: str) -> str:
+    md, js = RESULTS / f"{stem}.md", RESULTS / f"{stem}.json"
+    if md.is_file():
+        body = md.read_text().strip() + "\n"
+    elif stem == "throughput" and js.is_file():
+        body = throughput_markdown(js)
+    else:
+        body = "_Not measured yet._\n"
+    return f"## {title}\n\nCommand: `{command}`\n\n{body}"
+
+
+def main() -> None:
+    text = INTRO + "\n" + "\n".join(section(*s) for s in SECTIONS)
+    DOC.write_text(text)
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""``dlapps adapt compare``: every method on every pair, same backbone, same budget, one table.
+
+Layout of the output directory::
+
+    OUT/
+      <source>-<target>/     one ordinary ``dlapps adapt`` run directory per pair (resumable)
+      results.json           per pair and method: target accuracy (mean ± std over seeds), the
+                             label-free selection's picks, ECE; the configuration and hardware
+      compare.md             the table (markdown), best per pair in bold, paper numbers beside
+      figures/compare.png    bar chart: target accuracy per method, grouped by pair
+      report.html            the table and the chart, self-contained
+
+Running the same command again continues: finished (method, seed) cells are skipped, an
+interrupted one resumes from its last epoch, methods or seeds added since are trained. A pair
+directory made with other training settings is refused (it would mix two experiments).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from dlapps.adapt.experiment import CONFIG, RESULTS, environment, run_adapt
+from dlapps.adapt.paper import paper_numbers
+from dlapps.config import AdaptConfig
+from dlapps.errors import ConfigError
+from dlapps.io import atomic_write_bytes, atomic_write_json
+
+DEFAULT_METHODS = ["source", "dann", "dan", "coral", "adda", "drcn", "cdan", "dann+self-train"]
+DEFAULT_PAIRS = ["mnist5k:mnistm5k", "syndigits:mnist5k", "mnist5k:digits", "fashion:fashionm"]
+
+
+def parse_pairs(pairs: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for p in pairs:
+        parts = p.split(":")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"a pair is SOURCE:TARGET (e.g. mnist5k:mnistm5k), got {p!r}")
+        out.append((parts[0], parts[1]))
+    return out
+
+
+def pair_dir(out: Path, source: str, target: str) -> Path:
+    return Path(out) / f"{source}-{target}".replace("/", "_").replace(":", "_")
+
+
+def run_pair(config: AdaptConfig, run_dir: Path, progress: bool = True) -> dict:
+    """Train (or continue) one pair's run directory with ``config``'s methods and seeds."""
+    if (run_dir / CONFIG).is_file():
+        saved = AdaptConfig.load(run_dir / CONFIG)
+        if saved.training_fingerprint("-", 0) != config.training_fingerprint("-", 0):
+            raise ConfigError(f"{run_dir} was trained with other settings; use another --out "
+                              "or the settings of its config.json")
+        atomic_write_json(run_dir / CONFIG, config.validate().to_dict())  # methods/seeds may grow
+        return run_adapt(config, resume=run_dir, progress=progress)
+    return run_adapt(config, out=run_dir, progress=progress)
+
+
+def run_compare(methods: list[str], pairs: list[str], seeds: list[int], out: Path,
+                base: AdaptConfig | None = None, progress: bool = True) -> dict:
+    """Run the grid (methods × pairs × seeds) into ``out``; returns the content of its
+    ``results.json``. ``base`` holds every other setting (default: the ``fast`` preset)."""
+    base = base or AdaptConfig()
+    parsed = parse_pairs(pairs)
+    configs = [replace(base, source=s, target=t, methods=list(methods), seeds=list(seeds)).validate()
+               for s, t in parsed]
+    started = time.perf_counter()
+    grid = {}
+    for (source, target), config in zip(parsed, configs, strict=True):
+        results = run_pair(config, pair_dir(out, source, target), progress)
+        grid[f"{source}:{target}"] = {
+            "run_dir": results["run_dir"], "methods": results["summary"]["methods"],
+            "paper": paper_numbers(source, target), "epochs": config.epochs,
+            "train_images": {"source": results["data"]["source"]["train"],
+                             "target": results["data"]["target"]["train"]}}
+    results = {"methods": list(methods), "pairs": list(pairs), "seeds": list(seeds),
+               "config": {**base.to_dict(), "source": None, "target": None, "methods": list(methods),
+                          "seeds": list(seeds)},
+               "grid": grid, "environment": environment(),
+               "wall_seconds": round(time.perf_counter() - started, 1)}
+    write_compare(Path(out), results)
+    return results
+
+
+def write_compare(out: Path, results: dict) -> None:
+    """results.json, compare.md, figures/compare.png and report.html of a finished grid."""
+    from dlapps.report import figures, tables
+    from dlapps.report.html import embed_png, page
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / RESULTS, results)
+    atomic_write_bytes(out / "compare.md", tables.compare_markdown(results).encode())
+    chart = figures.compare_bars(out, results)
+    body = (f"<h1>dlapps adapt compare</h1><p class=muted>{len(results['methods'])} methods × "
+            f"{len(results['pairs'])} pairs × {len(results['seeds'])} seeds · "
+            f"{results['wall_seconds']} s wall (this invocation)</p>"
+            + tables.compare_html(results) + embed_png(chart, "target accuracy per method and pair")
+            + f"<h2>Configuration</h2><pre>{html.escape(json.dumps(results['config'], indent=2))}</pre>")
+    atomic_write_bytes(out / "report.html", page("dlapps: methods compared", body))

@@ -1,0 +1,88 @@
+"""Batched feature extraction from a pretrained backbone, cached on disk.
+
+Images go through the backbone's own preprocessing (short-side resize, centre crop, grey -> RGB,
+normalisation) one batch at a time, then through a torchvision/timm feature extractor for the
+requested tap, in ``eval()`` mode under ``no_grad``. Activations are flattened to (N, D) float32.
+
+The cache (:mod:`dlapps.data.cache`) is keyed by everything the features depend on: backbone,
+weights id, tap and its graph node, input size, resize, mean/std, the dataset name and split, and a
+SHA-256 of the image bytes. A second run that changes only a classifier setting (C, PCA, ...)
+reuses the file; changing any of those keys builds a new one; a corrupt file is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from dlapps.data.cache import cached
+from dlapps.models.pretrained import Backbone
+
+FEATURES_VERSION = 1
+
+
+def images_digest(images: torch.Tensor) -> str:
+    """SHA-256 of a uint8 image tensor's shape and bytes (the dataset part of the cache key)."""
+    t = images.contiguous()
+    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def extract(backbone: Backbone, images: torch.Tensor, layers: Sequence[str], batch_size: int = 64,
+            progress: bool = True, timing: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """Features of ``images`` (N,C,H,W, any dtype :meth:`Backbone.preprocess` takes) at ``layers``.
+
+    ``timing`` (if given) accumulates seconds spent on preprocessing (``"data"``) and in the
+    network (``"network"``): the data-loading vs network share.
+    """
+    extractor = backbone.feature_extractor(layers)
+    backbone.net.eval()
+    timing = timing if timing is not None else {}
+    out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    bar = tqdm(total=len(images), desc=f"{backbone.name} features", unit="img", disable=not progress,
+               leave=False)
+    for start in range(0, len(images), batch_size):
+        t0 = time.perf_counter()
+        x = backbone.normalize(backbone.preprocess(images[start:start + batch_size]))
+        t1 = time.perf_counter()
+        acts = extractor(x)
+        t2 = time.perf_counter()
+        for layer in layers:
+            out[layer].append(acts[layer].flatten(1).float())
+        timing["data"] = timing.get("data", 0.0) + t1 - t0
+        timing["network"] = timing.get("network", 0.0) + t2 - t1
+        bar.update(len(x))
+    bar.close()
+    dims = {layer: 0 for layer in layers}
+    return {layer: torch.cat(v) if v else torch.zeros(0, dims[layer]) for layer, v in out.items()}
+
+
+def feature_key(backbone: Backbone, layer: str, dataset: str, images: torch.Tensor) -> dict:
+    """Everything the features of ``images`` at ``layer`` depend on."""
+    return {"version": FEATURES_VERSION, "backbone": backbone.name, "weights": backbone.weights_id,
+            "layer": layer, "node": backbone.tap_node(layer), "input_size": backbone.input_size,
+            "resize": backbone.resize, "mean": list(backbone.mean), "std": list(backbone.std),
+            "dataset": dataset, "images": images_digest(images)}
+
+
+def cached_features(backbone: Backbone, images: torch.Tensor, layer: str, dataset: str,
+                    batch_size: int = 64, progress: bool = True,
+                    timing: dict[str, float] | None = None) -> tuple[torch.Tensor, bool]:
+    """``(features, from_cache)``: the (N, D) features, read from the cache when present.
+
+    ``timing`` gets ``data``/``network`` seconds only when the features are computed.
+    """
+    built = []
+
+    def build() -> dict[str, torch.Tensor]:
+        built.append(True)
+        return {"features": extract(backbone, images, [layer], batch_size, progress, timing)[layer]}
+
+    feats = cached("transfer-features", feature_key(backbone, layer, dataset, images), build)["features"]
+    return feats, not built

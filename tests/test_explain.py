@@ -1,0 +1,387 @@
+"""dlapps.explain on tiny models: gradients checked by hand, attacks' contracts, hooks, class names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dlapps.errors import DataError
+from dlapps.explain import attacks, saliency
+from dlapps.explain.classvis import ClassVisSettings, ascent_step, class_visualization, objective
+from dlapps.explain.inputs import AmbiguousClassError, UnknownClassError, load_images, resolve_class
+from dlapps.explain.metrics import rise_curves
+from dlapps.explain.models import ExplainModel, fit_images
+
+SIZE = 12
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one thread is faster, and far faster when the CPU is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_cnn(seed: int = 0, classes: int = 5) -> ExplainModel:
+    """conv-ReLU(inplace)-conv-ReLU-avgpool-linear on 12x12 RGB; float64 for exact gradient checks."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, classes),
+    )
+    return ExplainModel.wrap(net.double(), [f"c{i}" for i in range(classes)], SIZE, "tiny")
+
+
+@pytest.fixture(scope="module")
+def digits_cnn() -> ExplainModel:
+    """A tiny CNN trained (~1 s) on scikit-learn's real 8x8 digits, upscaled to 12x12 RGB.
+
+    Random weights leave a net whose logits barely depend on the input; attacks need a real one.
+    """
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images / 16.0, dtype=torch.float32)[:, None]
+    x = nn.functional.interpolate(x, size=SIZE, mode="bilinear").expand(-1, 3, -1, -1).contiguous()
+    y = torch.tensor(d.target)
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=2e-2)
+    for _ in range(10):
+        for idx in torch.randperm(len(x)).split(128):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    with torch.no_grad():
+        accuracy = (net(x).argmax(1) == y).float().mean()
+    assert accuracy > 0.85, accuracy
+    model = ExplainModel.wrap(net.double(), [str(i) for i in range(10)], SIZE, "digits")
+    model.test_images = x[::180][:6].double()  # one of each of six digits
+    return model
+
+
+def linear_cnn(classes: int = 3) -> ExplainModel:
+    """A convolution as large as the image: S_k(x) = <W_k, x> + b_k, so ∂S_k/∂x = W_k exactly."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(3, classes, SIZE), nn.Flatten()).double()
+    return ExplainModel.wrap(net, [f"c{i}" for i in range(classes)], SIZE, "linear")
+
+
+def images(n: int = 3, seed: int = 0) -> torch.Tensor:
+    return torch.rand((n, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# --- saliency ----------------------------------------------------------------------------------
+
+
+def test_vanilla_saliency_is_the_hand_computed_gradient():
+    model = linear_cnn()
+    x, target = images(), torch.tensor([0, 2, 1])
+    w = model.net[0].weight.detach()  # (K, 3, S, S)
+    expected = w[target].abs().amax(1)  # max over channels of |W_y|
+    torch.testing.assert_close(saliency.vanilla(model, x, target), expected)
+
+
+def test_vanilla_saliency_matches_finite_differences_on_a_nonlinear_net():
+    model = tiny_cnn()
+    x, target = images(1), torch.tensor([3])
+    grad = saliency.score_gradient(model.net, x, target)
+    h = 1e-6
+    for c, i, j in [(0, 2, 3), (1, 7, 7), (2, 11, 0)]:
+        e = torch.zeros_like(x)
+        e[0, c, i, j] = h
+        numeric = (model.net(x + e)[0, 3] - model.net(x - e)[0, 3]) / (2 * h)
+        assert float(grad[0, c, i, j]) == pytest.approx(float(numeric), rel=1e-5, abs=1e-9)
+    assert torch.equal(saliency.vanilla(model, x, target), grad.abs().amax(1))
+
+
+def test_integrated_gradients_are_complete():
+    model = tiny_cnn()
+    x, target = images(2), torch.tensor([1, 4])
+    attr = saliency.ig_attributions(model, x, target, steps=64)
+    with torch.no_grad():
+        gap = (model.net(x) - model.net(torch.zeros_like(x))).gather(1, target[:, None])[:, 0]
+    torch.testing.assert_close(attr.sum((1, 2, 3)), gap, rtol=2e-2, atol=1e-3)
+
+
+def test_every_method_gives_one_nonnegative_map_per_image():
+    model = tiny_cnn()
+    x = images(2)
+    for name in saliency.METHODS:
+        m = saliency.saliency(model, x, method=name)
+        assert m.shape == (2, SIZE, SIZE) and (m >= 0).all() and m.flatten(1).amax(1).gt(0).all(), name
+
+
+def test_gradcam_hooks_are_removed_after_use_and_on_exception():
+    model = tiny_cnn()
+    layer = model.cam_layer
+    assert isinstance(layer, nn.ReLU)  # the last spatial map: after the in-place ReLU
+    cam = saliency.GradCAM(model)
+    cam(images(1), torch.tensor([0]))
+    assert not layer._forward_hooks
+    with pytest.raises(RuntimeError):  # class 99 does not exist: gather fails inside the hooked pass
+        cam(images(1), torch.tensor([99]))
+    assert not layer._forward_hooks
+
+
+def test_gradcam_equals_its_definition():
+    model = tiny_cnn()
+    x, target = images(1), torch.tensor([2])
+    feats = model.net[:4](x.requires_grad_(True))  # conv-relu-conv-relu: A (1,8,12,12)
+    feats.retain_grad()
+    model.net[4:](feats)[0, 2].backward()
+    expected = torch.relu((feats.grad.mean((2, 3))[:, :, None, None] * feats).sum(1))[0]
+    got = saliency.GradCAM(model)(x, target)[0]
+    torch.testing.assert_close(got, (expected / expected.max()).detach())
+
+
+def test_a_new_cam_overrides_one_function():
+    class Uniform(saliency.CAM):
+        def channel_weights(self, activations, grads):
+            return torch.ones(activations.shape[:2], dtype=activations.dtype)
+
+    model = tiny_cnn()
+    m = Uniform(model)(images(1), torch.tensor([0]))
+    feats = model.net[:4](images(1)).sum(1)[0].detach()
+    torch.testing.assert_close(m[0], feats / feats.max())
+
+
+def test_rise_deletion_ranks_a_faithful_map_below_a_reversed_one():
+    model = linear_cnn(2)
+    x, target = images(2), torch.tensor([0, 0])
+    w = model.net[0].weight.detach()[0]
+    contribution = (w * x).sum(1)  # each pixel's share of the class-0 score
+    good, bad = contribution, -contribution
+    scores_good = rise_curves(model, x, good, target, steps=12, patch=1)
+    scores_bad = rise_curves(model, x, bad, target, steps=12, patch=1)
+    assert (scores_good["deletion_auc"] < scores_bad["deletion_auc"]).all()
+    assert (scores_good["insertion_auc"] > scores_bad["insertion_auc"]).all()
+    assert scores_good["deletion"].shape == (2, 13)
+
+
+def test_rise_tiles_move_together():
+    from dlapps.explain.metrics import perturbed, tile_ranks
+
+    m = torch.arange(36.0).view(6, 6)  # most salient: bottom-right
+    rank, n = tile_ranks(m, 4)  # tiles of 4 with ceil: 2x2 tiles (the last ones 2 px wide)
+    assert n == 4 and rank[5, 5] == 0 and rank[0, 0] == 3 and rank[4, 4] == rank[5, 5]
+    batch = perturbed(torch.ones(1, 6, 6), torch.zeros(1, 6, 6), rank, n, steps=4)
+    assert batch.shape == (5, 1, 6, 6)
+    assert (
+        batch[0].sum() == 36
+        and batch[1][0, 4:, 4:].sum() == 0
+        and batch[1].sum() == 32
+        and batch[4].sum() == 0
+    )
+
+
+# --- attacks -----------------------------------------------------------------------------------
+
+
+def test_fgsm_perturbation_is_exactly_eps_before_clipping_and_the_result_stays_in_range():
+    model = tiny_cnn()
+    x = images(4)
+    x[0] = 0.0  # at the bounds, so clipping must act
+    x[1] = 1.0
+    eps = 8 / 255
+    labels = model.predict(x)[0]
+    delta = attacks.fgsm_perturbation(model, x, labels, eps)
+    nonzero = delta[delta != 0].abs()
+    assert nonzero.numel() > 0.9 * delta.numel()
+    assert torch.all(nonzero == eps) and float(delta.abs().max()) == eps
+    res = attacks.fgsm(model, x, eps)
+    assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
+    torch.testing.assert_close(res.x_adv, (x + delta).clamp(0, 1))
+    assert (res.linf <= eps + 1e-12).all()
+
+
+def test_naive_attack_stops_at_the_first_iteration_where_argmax_is_the_target(digits_cnn):
+    model = digits_cnn
+    x = model.test_images[:3]
+    pred = model.predict(x)[0]
+    target = (pred + 1) % 10
+    res = attacks.naive(model, x, target, lr=0.2, max_iter=200)
+    assert res.success.all()
+    assert (res.pred == target).all()
+    for i in range(3):
+        k = int(res.iterations[i])
+        assert k >= 1
+        before = attacks.naive(model, x[i : i + 1], target[i : i + 1], lr=0.2, max_iter=k - 1)
+        assert not before.success[0] and before.pred[0] != target[i]  # one step fewer: not there yet
+        torch.testing.assert_close(
+            attacks.naive(model, x[i : i + 1], target[i : i + 1], lr=0.2, max_iter=k).x_adv,
+            res.x_adv[i : i + 1],
+        )
+
+
+def test_target_equal_to_the_prediction_is_said_not_looped():
+    model = tiny_cnn()
+    x = images(2)
+    pred = model.predict(x)[0]
+    for method in ("naive", "pgd", "deepfool", "fgsm"):
+        res = attacks.run_attack(model, x, method, pred)
+        assert res.success.all() and (res.iterations == 0).all(), method
+        assert res.notes == [attacks.ALREADY] * 2
+        assert torch.equal(res.x_adv, x) and (res.l2 == 0).all()
+
+
+def test_an_attack_that_fails_within_its_budget_is_reported_with_its_numbers():
+    model = tiny_cnn()
+    x = images(2)
+    target = (model.predict(x)[0] + 2) % 5
+    res = attacks.naive(model, x, target, lr=1e-4, max_iter=3)
+    assert not res.success.any()
+    assert (res.iterations == 3).all()
+    rows = res.rows(["a", "b"], model.classes)
+    assert rows[0]["success"] is False and rows[0]["iterations"] == 3
+    assert 0 < rows[0]["l2"] <= 3e-4 + 1e-9 and rows[0]["linf"] > 0 and rows[0]["seconds"] >= 0
+    assert "failed within 3 iterations" in rows[0]["note"]
+
+
+def test_pgd_stays_inside_its_ball():
+    model = tiny_cnn()
+    x = images(3)
+    for norm, eps in (("linf", 2 / 255), ("l2", 0.05)):
+        res = attacks.pgd(model, x, eps, norm=norm, steps=5)
+        size = res.linf if norm == "linf" else res.l2
+        assert (size <= eps + 1e-9).all() and (res.x_adv >= 0).all() and (res.x_adv <= 1).all()
+
+
+def test_deepfool_finds_the_analytic_minimal_perturbation_of_a_linear_classifier():
+    model = linear_cnn(2)
+    x = 0.25 + 0.5 * images(3)  # away from the bounds, so clipping does not act
+    res = attacks.deepfool(model, x, overshoot=0.02)
+    w = model.net[0].weight.detach()
+    with torch.no_grad():
+        logits = model.net(x)
+    distance = (logits[:, 0] - logits[:, 1]).abs() / (w[0] - w[1]).norm()
+    assert res.success.all() and (res.iterations == 1).all()
+    torch.testing.assert_close(res.l2, 1.02 * (distance + 1e-4 / (w[0] - w[1]).norm()), rtol=1e-6, atol=1e-9)
+
+
+def test_deepfool_needs_less_l2_than_the_smallest_successful_fgsm(digits_cnn):
+    model = digits_cnn
+    x = model.test_images[:4]
+    df = attacks.deepfool(model, x, max_iter=50)
+    assert df.success.all()
+    smallest = torch.full((4,), float("inf"), dtype=torch.float64)
+    for eps in [k / 255 for k in (1, 2, 4, 8, 16, 32, 64)]:
+        fg = attacks.fgsm(model, x, eps)
+        smallest = torch.where(fg.success & smallest.isinf(), fg.l2, smallest)
+    ok = smallest.isfinite()
+    assert ok.any() and (df.l2[ok] < smallest[ok]).all()
+
+
+def test_success_curve_is_monotone_for_a_minimal_attack_and_counts_per_eps(digits_cnn):
+    model = digits_cnn
+    x = model.test_images[:4]
+    curve = attacks.success_curve(model, x, "deepfool", [0.01, 0.1, 1.0, 10.0])
+    rates = [p["success_rate"] for p in curve]
+    assert rates == sorted(rates) and rates[-1] == 1.0
+    curve = attacks.success_curve(model, x, "fgsm", [0.0001, 0.5])
+    assert curve[0]["success_rate"] <= curve[1]["success_rate"]
+
+
+# --- class visualisation -----------------------------------------------------------------------
+
+
+def test_classvis_step_increases_the_target_score():
+    model = tiny_cnn()
+    x = images(1)
+    for target in range(5):
+        before = float(model.net(x)[0, target])
+        after_x, _ = ascent_step(model, x, target, lr=0.05, l2=0.0)
+        assert float(model.net(after_x)[0, target]) > before
+    value = lambda z: float(objective(model, z, 1, 1e-3)[0])  # noqa: E731
+    assert value(ascent_step(model, x, 1, lr=0.05, l2=1e-3)[0]) > value(x)
+
+
+def test_classvis_reaches_the_target_and_keeps_pixels_in_range(digits_cnn):
+    model = digits_cnn
+    res = class_visualization(
+        model, 2, ClassVisSettings(iters=40, lr=0.5, jitter=2, blur_every=10), snapshots=(0, 20)
+    )
+    assert res.probabilities[-1] > res.probabilities[0]
+    assert res.probabilities[-1] > 0.5
+    assert sorted(res.snapshots) == [0, 20, 40]
+    assert float(res.image.min()) >= 0 and float(res.image.max()) <= 1
+
+
+# --- names and images --------------------------------------------------------------------------
+
+
+def test_class_names_indices_fuzzy_and_ambiguous():
+    from dlapps.models.pretrained import imagenet_classes
+
+    classes = imagenet_classes()
+    assert resolve_class("quail", classes) == 85
+    assert resolve_class("Yorkshire terrier", classes) == classes.index("Yorkshire terrier")
+    assert resolve_class("yorkshire", classes) == classes.index("Yorkshire terrier")
+    assert resolve_class("76", classes) == 76
+    with pytest.raises(UnknownClassError, match="Closest:.*'quail' \\(85\\)"):
+        resolve_class("quial", classes)
+    with pytest.raises(AmbiguousClassError, match="'Border terrier'.*'Norfolk terrier'") as err:
+        resolve_class("terrier", classes)
+    assert len(err.value.close) > 10
+    assert resolve_class("crane", classes) == 517  # exact beats 'crane bird' (134)
+    assert resolve_class("crane bird", classes) == 134
+    with pytest.raises(Exception, match="0-999"):
+        resolve_class("1000", classes)
+
+
+def test_images_16_bit_rgba_grey_tiny_and_unreadable(tmp_path):
+    from PIL import Image
+
+    good = tmp_path / "good"
+    good.mkdir()
+    ramp = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).astype(np.uint16)
+    Image.fromarray(ramp).save(good / "deep.png")  # 16-bit grey
+    rgba = np.zeros((40, 30, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 10
+    Image.fromarray(rgba, "RGBA").save(good / "alpha.png")
+    loaded = load_images([good / "deep.png", good / "alpha.png", "camera"])
+    x = fit_images([im.pixels for im in loaded], 16)
+    assert x.shape == (3, 3, 16, 16) and x.dtype == torch.float32
+    assert float(x[0].max()) > 0.9 and torch.allclose(x[0][0], x[0][2])  # 16-bit scaled, grey replicated
+    assert float(x[1][0].mean()) == pytest.approx(200 / 255, abs=1e-3)  # alpha dropped, colour kept
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "dot.png")
+    with pytest.raises(DataError, match="dot.png is 1x1"):
+        load_images([tmp_path / "dot.png"])
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="junk.jpg"):
+        load_images([tmp_path / "junk.jpg"])
+    with pytest.raises(Exception, match="chelsea"):
+        load_images(["chelsae"])
+    assert [im.name for im in load_images([good])] == ["alpha.png", "deep.png"]
+    with pytest.raises(DataError, match="junk.jpg"):  # a folder with an unreadable file names it
+        load_images([tmp_path])
+
+
+def test_activation_maps_of_the_first_layer():
+    from dlapps.explain.activations import activation_maps
+
+    model = tiny_cnn()
+    a = activation_maps(model, images(2), "first", count=4)
+    with torch.no_grad():
+        expected = model.net[0](images(2))[:, :4]
+    torch.testing.assert_close(a, expected)
+    assert not model.first_conv._forward_hooks
+    with pytest.raises(Exception, match="unknown layer"):
+        activation_maps(model, images(1), "nope")

@@ -1,0 +1,255 @@
+"""`dlapps explain ...` end to end: a dlapps checkpoint, image files, the offline ImageNet model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dlapps.cli import app
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A run directory laid out as `dlapps adapt` writes it: config.json + <cell>/checkpoint.pt."""
+    from dlapps.config import AdaptConfig
+    from dlapps.engine.checkpoint import save_checkpoint
+    from dlapps.models import build_digits_net
+
+    run = tmp_path_factory.mktemp("adapt-run")
+    config = AdaptConfig()
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    torch.manual_seed(0)
+    net = build_digits_net(config.resolved_arch(), 3, config.resolved_image_size(), 10, [0.4, 0.5, 0.6])
+    state = {
+        "module": {f"net.{k}": v for k, v in net.state_dict().items()},
+        "optimizer": {},
+        "epoch": 1,
+        "step": 1,
+        "rng": {},
+        "history": [],
+        "fingerprint": "test",
+        "seconds": 0.0,
+    }
+    save_checkpoint(run / "dann-seed0", state)
+    return run, net
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("images")
+    ramp = (np.arange(40 * 50, dtype=np.uint16).reshape(40, 50) * 30).astype(np.uint16)
+    Image.fromarray(ramp).save(folder / "deep16.png")
+    rgba = np.random.default_rng(0).integers(0, 255, (30, 30, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    return folder
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["explain", *args])
+
+
+def test_checkpoint_model_loads_with_its_weights_and_classes(digits_run):
+    from dlapps.explain.models import load_model
+
+    run, net = digits_run
+    model = load_model(str(run / "dann-seed0"))
+    assert model.classes == [str(i) for i in range(10)] and model.input_size == 28
+    x = torch.rand(2, 3, 28, 28)
+    torch.testing.assert_close(model.net(x), net.eval()(x))
+    assert load_model(str(run / "dann-seed0" / "checkpoint.pt")).name == model.name
+
+
+def test_every_command_end_to_end_on_a_dlapps_checkpoint(digits_run, image_files, tmp_path):
+    run, _ = digits_run
+    model = str(run / "dann-seed0")
+    images = [str(image_files / "deep16.png"), str(image_files / "alpha.png")]
+
+    r = invoke(
+        "saliency",
+        *images,
+        "--model",
+        model,
+        "--method",
+        "vanilla,gradcam",
+        "--rise-steps",
+        "4",
+        "--out",
+        str(tmp_path / "s"),
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert [i["image"] for i in res["images"]] == ["deep16.png", "alpha.png"]
+    assert set(res["summary"]) == {"vanilla", "gradcam", "random", "random-smooth"}
+    assert (
+        0 <= res["images"][0]["gradcam_deletion_auc"] <= 1 and res["images"][0]["predicted"] in "0123456789"
+    )
+    assert (tmp_path / "s" / "figures" / "saliency.png").stat().st_size > 1000
+    assert b"<img" in (tmp_path / "s" / "report.html").read_bytes()
+
+    r = invoke(
+        "fool",
+        images[0],
+        "--model",
+        model,
+        "--target",
+        "3",
+        "--method",
+        "naive,fgsm,deepfool",
+        "--max-iter",
+        "5",
+        "--epsilons",
+        "1/255,8/255",
+        "--l2-epsilons",
+        "0.5,5",
+        "--out",
+        str(tmp_path / "f"),
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "f" / "results.json").read_text())
+    assert [row["method"] for row in res["images"]] == ["naive", "fgsm", "deepfool"]
+    for row in res["images"]:
+        assert {"success", "iterations", "l2", "linf", "seconds"} <= set(row) and row["target"] == "3"
+        assert row["success"] or row["note"].startswith("failed within") or row["note"].startswith("already")
+    assert set(res["success_curves"]) == {"naive", "fgsm", "deepfool"}
+    assert (
+        res["success_curves"]["fgsm"]["norm"] == "linf" and res["success_curves"]["deepfool"]["norm"] == "l2"
+    )
+
+    r = invoke("classvis", "--target", "3,seven", "--model", model, "--out", str(tmp_path / "c"))
+    assert r.exit_code == 2 and "unknown class 'seven'" in r.output
+    r = invoke(
+        "classvis",
+        "--target",
+        "3",
+        "--iters",
+        "6",
+        "--model",
+        model,
+        "--init",
+        images[1],
+        "-q",
+        "--out",
+        str(tmp_path / "c"),
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert len(res["targets"][0]["probability_over_iterations"]) == 7 and res["init"] == images[1]
+
+    r = invoke(
+        "sweep",
+        "--target",
+        "3",
+        "--iters",
+        "2,4",
+        "--lr",
+        "1,5",
+        "--l2",
+        "0",
+        "--blur-every",
+        "0,2",
+        "--model",
+        model,
+        "-q",
+        "--out",
+        str(tmp_path / "w"),
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "w" / "results.json").read_text())
+    assert [(g["parameter"], g["value"]) for g in res["grid"]] == [
+        ("iters", 2),
+        ("iters", 4),
+        ("lr", 1.0),
+        ("lr", 5.0),
+        ("l2", 0.0),
+        ("blur_every", 0),
+        ("blur_every", 2),
+    ]
+
+    r = invoke("activations", images[0], "--model", model, "--out", str(tmp_path / "a"))
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert res["images"][0]["channels"] == 16 and res["images"][0]["size"] == [24, 24]  # conv5x5 on 28x28
+
+
+def test_bad_input_is_one_line_naming_the_problem(digits_run, image_files, tmp_path):
+    run, _ = digits_run
+    model = str(run / "dann-seed0")
+    r = invoke("saliency", str(tmp_path / "missing.png"), "--model", model, "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "missing.png does not exist" in r.output
+    r = invoke("saliency", "chelsae", "--model", model, "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "'chelsea'" in r.output
+    r = invoke("saliency", "chelsea", "--model", "squeezenet", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "squeezenet1_1" in r.output
+    r = invoke("saliency", "chelsea", "--model", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "no dlapps checkpoint" in r.output
+    r = invoke("fool", "chelsea", "--model", model, "--method", "naive", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "needs --target" in r.output
+    r = invoke(
+        "fool", "chelsea", "--model", model, "--method", "fgsm", "--eps", "two", "--out", str(tmp_path / "o")
+    )
+    assert r.exit_code == 2 and "'two'" in r.output
+
+
+def test_missing_torchvision_weights_name_the_file(file_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("DLAPPS_MIRROR", file_server.url)  # serves nothing: a 404, like a dead link
+    r = invoke("saliency", "chelsea", "--model", "squeezenet1_1", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2
+    assert "squeezenet1_1-b8a52dc0.pth" in r.output and str(tmp_path / "torch") in r.output
+
+
+def test_offline_imagenet_model_at_low_resolution(tmp_path):
+    r = invoke(
+        "fool",
+        "coffee",
+        "--target",
+        "quail",
+        "--method",
+        "naive,pgd",
+        "--image-size",
+        "96",
+        "--out",
+        str(tmp_path / "f"),
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "f" / "results.json").read_text())
+    naive = res["images"][0]
+    assert naive["original"] == "espresso" and naive["success"] and naive["prediction"] == "quail"
+    assert (
+        res["environment"]["weights"].startswith("efficientnet-lite0")
+        and res["environment"]["image_size"] == 96
+    )
+
+
+@pytest.mark.slow
+def test_default_command_runs_everything(tmp_path):
+    from dlapps.explain.run import run_all
+
+    res = run_all(
+        tmp_path / "all",
+        photos=("coffee",),
+        image_size=48,
+        classvis_targets=("goldfish",),
+        classvis_iters=3,
+        max_iter=5,
+        progress=False,
+    )
+    assert set(res["parts"]) == {"saliency", "fool", "classvis", "activations"}
+    for part in res["parts"]:
+        assert (tmp_path / "all" / part / "results.json").is_file()
+        assert (tmp_path / "all" / part / "report.html").is_file()
+    assert b'href="fool/report.html"' in (tmp_path / "all" / "report.html").read_bytes()
