@@ -18,8 +18,10 @@ import json
 import time
 from pathlib import Path
 
-from dlapps.adapt.compare import DEFAULT_METHODS, DEFAULT_PAIRS, run_compare
-from dlapps.config import preset
+from dlapps.adapt.compare import DEFAULT_METHODS, DEFAULT_PAIRS, pair_dir, run_compare
+from dlapps.adapt.experiment import CONFIG, FINAL, environment, summarize
+from dlapps.adapt.paper import paper_numbers
+from dlapps.config import AdaptConfig, preset
 from dlapps.report.tables import compare_markdown
 
 RESULTS = Path(__file__).parent / "results"
@@ -34,10 +36,34 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
     header = (f"# Domain adaptation methods compared\n\n- command: `{command}`\n"
               f"- hardware: {env['processor']}, {env['threads']} torch threads, torch {env['torch']}, "
               f"device {env['cuda'] or 'cpu'}; other jobs were sharing the 2-core CPU\n"
-              f"- bench wall time so far: {time.perf_counter() - started:.0f} s\n\n")
+              + (f"- PARTIAL: {results['partial']} (cells are trained in the background at nice 5)\n"
+                 if results.get("partial") else
+                 f"- bench wall time so far: {time.perf_counter() - started:.0f} s\n")
+              + "\n")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "adapt_compare.md").write_text(header + compare_markdown(results) + "\n")
     (RESULTS / "adapt_compare.json").write_text(json.dumps({"command": command, **results}, indent=2) + "\n")
+
+
+def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str]) -> dict:
+    """The grid's results from the cells that have their final.json, whatever is still running."""
+    grid, seeds, base = {}, set(), None
+    for pair in pairs:
+        source, target = pair.split(":")
+        run_dir = pair_dir(grid_dir, source, target)
+        runs = [json.loads(f.read_text()) for f in sorted(run_dir.glob(f"*-seed*/{FINAL}"))]
+        if not runs:
+            continue
+        config = AdaptConfig.load(run_dir / CONFIG)
+        config.methods = [m for m in methods if any(r["method"] == m for r in runs)]
+        base = base or config
+        seeds |= {r["seed"] for r in runs}
+        grid[pair] = {"run_dir": str(run_dir), "methods": summarize(config, runs)["methods"],
+                      "paper": paper_numbers(source, target), "epochs": config.epochs}
+    cfg = {**(base or AdaptConfig()).to_dict(), "source": None, "target": None, "methods": methods}
+    return {"methods": methods, "pairs": [p for p in pairs if p in grid], "seeds": sorted(seeds),
+            "config": cfg, "grid": grid, "environment": environment(), "wall_seconds": None,
+            "partial": "only the cells finished so far; a method's n_seeds says how many"}
 
 
 def main() -> None:
@@ -49,8 +75,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="default: the fast preset's")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: tabulate the cells finished so far (e.g. while a run goes on)")
     args = ap.parse_args()
     methods, pairs = args.methods.split(","), args.pairs.split(",")
+    if args.report_only:
+        results = finished_cells(args.out / "grid", methods, pairs)
+        write(results, args, time.perf_counter())
+        print(compare_markdown(results))
+        return
     base = preset("fast", epochs=args.epochs, train_limit=args.train_limit, tsne=False, a_distance=False)
     passes = [(pairs[:1], list(range(n))) for n in range(1, args.seeds + 1)]
     passes += [(pairs[1:], list(range(n))) for n in range(1, args.other_seeds + 1)]

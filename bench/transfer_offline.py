@@ -91,6 +91,8 @@ def markdown(r: dict) -> str:
     lines += ["", f"Time per seed (whole run, cold feature cache): wall {walls} s; CPU {cpus} s; "
               f"1-minute load average at the end {loads}. Hardware: {hw['cpu']}, {hw['cores']} cores, "
               f"torch {hw['torch']}, {hw['threads']} threads.", ""]
+    if max(x["load_average_1min"] for x in runs) > hw["threads"] + 0.5:
+        lines += ["**Other jobs shared the CPU: these wall times are not an idle 2-core machine's.**", ""]
     return "\n".join(lines)
 
 

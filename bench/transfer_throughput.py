@@ -138,6 +138,9 @@ def markdown(r: dict) -> str:
               f"{s['cpu']}, {s['cores']} cores, torch {s['torch']}, {s['threads']} threads; 1-minute load "
               f"average at the end {s['load_average_1min_end']:.1f} (other jobs shared the CPU when it "
               "is above 2).", ""]
+    if s["load_average_1min_end"] > s["threads"] + 0.5:
+        lines += ["**Warning: measured while the CPU was oversubscribed; these rates are far below an idle "
+                  "machine's. Rerun on a quiet machine before quoting them.**", ""]
     return "\n".join(lines)
 
 

@@ -19,6 +19,8 @@ DOC = ROOT.parent / "docs" / "RESULTS.md"
 SECTIONS = [
     ("adapt", "Domain adaptation: source-only, DANN, DANN without GRL, train-on-target",
      "python bench/adapt_seeds.py"),
+    ("adapt_more", "Domain adaptation on the other offline pairs (one seed)",
+     "python bench/adapt_seeds.py --pairs mnist5k:digits,syndigits:mnist5k --seeds 0 --tag adapt_more"),
     ("throughput", "Training throughput: the engine vs a bare loop", "python bench/throughput.py"),
     ("adapt_compare", "Domain adaptation methods compared", "python bench/adapt_compare.py"),
     ("transfer_offline", "Transfer learning: pretrained features vs from scratch (offline)",

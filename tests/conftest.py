@@ -112,3 +112,12 @@ def finished_run(tmp_path_factory):
     result = CliRunner().invoke(app, ["adapt", "--epochs", "2", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     return out, result.output
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny models: one thread is faster, and far faster on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

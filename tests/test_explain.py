@@ -17,13 +17,7 @@ from dlapps.explain.models import ExplainModel, fit_images
 SIZE = 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread is faster, and far faster when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_cnn(seed: int = 0, classes: int = 5) -> ExplainModel:

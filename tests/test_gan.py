@@ -21,15 +21,7 @@ from dlapps.generate.losses import discriminator_loss, generator_loss
 from dlapps.generate.sampling import check_class, lerp, slerp
 from dlapps.generate.train import GanConfig, GanTrainer, load_generator
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These small convolutions run fastest on one thread, and on a CPU shared with other jobs two
-    OpenMP threads wait on each other (measured: 20x slower per step under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

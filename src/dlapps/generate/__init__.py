@@ -6,9 +6,16 @@ FID/KID/IS, label accuracy) · sampling.py (samples, lerp/slerp, class grid) · 
 (variants x seeds, resumable) · ablate.py (the grid) · figures.py (curves, grids, report).
 """
 
-from dlapps.generate.dcgan import Discriminator, Generator, build_gan
-from dlapps.generate.losses import discriminator_loss, generator_loss
-from dlapps.generate.train import GanConfig, GanTrainer, load_generator
+import importlib
 
-__all__ = ["Discriminator", "GanConfig", "GanTrainer", "Generator", "build_gan", "discriminator_loss",
-           "generator_loss", "load_generator"]
+# Lazy, so that `dlapps --help` (which imports the command modules) does not import torch.
+_EXPORTS = {"Discriminator": "dcgan", "Generator": "dcgan", "build_gan": "dcgan",
+            "discriminator_loss": "losses", "generator_loss": "losses",
+            "GanConfig": "train", "GanTrainer": "train", "load_generator": "train"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"dlapps.generate.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'dlapps.generate' has no attribute {name!r}")
