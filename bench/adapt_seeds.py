@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/bench"))
     ap.add_argument("--tag", default="adapt", help="name of the results files")
+    ap.add_argument("--note", default="", help="a line on the conditions (e.g. other jobs sharing the CPU)")
     args = ap.parse_args()
     sections, raw = [], {}
     for pair in args.pairs.split(","):
@@ -47,7 +48,8 @@ def main() -> None:
             f"- hardware: {env['processor']} ({env['threads']} threads), {env['device']}, "
             f"torch {env['torch']}; wall time of this run: {results['wall_seconds']} s "
             f"(cells resumed from an earlier run count only their remaining part)\n"
-            f"- command: `python bench/adapt_seeds.py --pairs {pair} --methods {args.methods} "
+            + (f"- note: {args.note}\n" if args.note else "")
+            + f"- command: `python bench/adapt_seeds.py --pairs {pair} --methods {args.methods} "
             f"--seeds {args.seeds} --preset {args.preset}"
             + (f" --epochs {args.epochs}" if args.epochs else "") + "`\n"
         )

@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64, help="images per domain per step")
+    ap.add_argument("--note", default="", help="a line on the conditions of the measurement")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -95,7 +96,7 @@ def main() -> None:
                   "batch": f"{args.batch_size} source + {args.batch_size} target",
                   "data": "mnist5k -> mnistm5k, in-memory uint8", "epochs": args.epochs,
                   "repeats": args.repeats, "threads": args.threads, "torch": torch.__version__,
-                  "machine": platform.machine(), "cpu": _cpu_name()},
+                  "machine": platform.machine(), "cpu": _cpu_name(), "note": args.note},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -60,8 +60,9 @@ def throughput_markdown(path: Path) -> str:
 
 def section(stem: str, title: str, command: str) -> str:
     md, js = RESULTS / f"{stem}.md", RESULTS / f"{stem}.json"
-    if md.is_file():
-        body = md.read_text().strip() + "\n"
+    if md.is_file():  # its headings go under this section's
+        body = "\n".join("##" + line if line.startswith("#") else line
+                         for line in md.read_text().strip().splitlines()) + "\n"
     elif stem == "throughput" and js.is_file():
         body = throughput_markdown(js)
     else:
