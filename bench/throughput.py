@@ -30,6 +30,7 @@ from dlapps.config import AdaptConfig
 from dlapps.data import load_domain
 from dlapps.engine import Labelled, PairedBatches, Trainer, seed_everything
 from dlapps.engine.batches import epoch_generator, index_stream, to_float
+from dlapps.engine.device import cpu_name
 from dlapps.models import build_digits_net
 
 
@@ -96,22 +97,12 @@ def main() -> None:
                   "batch": f"{args.batch_size} source + {args.batch_size} target",
                   "data": "mnist5k -> mnistm5k, in-memory uint8", "epochs": args.epochs,
                   "repeats": args.repeats, "threads": args.threads, "torch": torch.__version__,
-                  "machine": platform.machine(), "cpu": _cpu_name(), "note": args.note},
+                  "machine": platform.machine(), "cpu": cpu_name(), "note": args.note},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"engine keeps {100 * result['engine_over_bare']:.1f}% of the bare loop's speed "
           f"({result['engine_images_per_s']} vs {result['bare_images_per_s']} images/s) -> {args.out}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

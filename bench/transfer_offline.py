@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
+from dlapps.engine.device import cpu_name
 from dlapps.transfer.report import LABELS
 from dlapps.transfer.study import TransferConfig, run_transfer
-from transfer_throughput import cpu_name
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from dlapps.data.sources import read_image, skimage_photos
+from dlapps.engine.device import cpu_name
 from dlapps.models.pretrained import backbone_names, load_backbone
 
 RESULTS = Path(__file__).parent / "results"
@@ -116,13 +117,6 @@ def main() -> None:
     (RESULTS / "transfer_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "transfer_throughput.md").write_text(markdown(result))
     print(markdown(result))
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def markdown(r: dict) -> str:

@@ -19,7 +19,6 @@ is picked with target labels.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -43,6 +42,7 @@ from dlapps.config import AdaptConfig
 from dlapps.data import Domain, load_domain
 from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
 from dlapps.engine import distributed as ddp
+from dlapps.engine.device import environment
 from dlapps.errors import ConfigError, DataError
 from dlapps.io import atomic_torch_save, atomic_write_json
 
@@ -221,13 +221,6 @@ def summarize(config: AdaptConfig, runs: list[dict]) -> dict:
         summary["paper"]["gap_closed_dann"] = gap_closed(paper["source"][0], paper["dann"][0],
                                                          paper["target"][0])
     return summary
-
-
-def environment() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def prepare_run_dir(config: AdaptConfig, out: Path | None, resume: Path | None) -> tuple[AdaptConfig, Path]:

@@ -1,8 +1,10 @@
-"""Choosing the device and mixed precision."""
+"""Choosing the device and mixed precision; describing the machine a result was measured on."""
 
 from __future__ import annotations
 
 import contextlib
+import platform
+from pathlib import Path
 
 import torch
 
@@ -30,3 +32,22 @@ def autocast(device: torch.device, enabled: bool):
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
     return contextlib.nullcontext()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else platform's best guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def environment() -> dict:
+    """Software and hardware next to every result: versions, CPU, threads, GPU."""
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_name(), "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

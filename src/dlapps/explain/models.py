@@ -138,29 +138,11 @@ def last_spatial_layer(net: nn.Module, input_size: int) -> nn.Module:
 
 
 def fit_images(images: Sequence[np.ndarray] | torch.Tensor, size: int) -> torch.Tensor:
-    """HxW, HxWx1/3/4 uint8 arrays of any size -> float [0,1] (N,3,size,size).
+    """Images of any size and mode -> float [0,1] (N,3,size,size): the backbones' own
+    :func:`~dlapps.models.pretrained.fit_square` with the short side resized to ``size``."""
+    from dlapps.models.pretrained import fit_square
 
-    Short side resized to ``size`` (antialiased bilinear), then centre crop; grey replicated to
-    RGB, alpha dropped. One image at a time is resized (sizes differ), with torch, not PIL.
-    """
-    if torch.is_tensor(images):
-        images = [im.permute(1, 2, 0).numpy() for im in images]
-    out = []
-    for im in images:
-        t = torch.from_numpy(np.ascontiguousarray(im))
-        t = t.unsqueeze(-1) if t.ndim == 2 else t
-        t = t[..., :3].permute(2, 0, 1).float()
-        t = t / 255.0 if im.dtype == np.uint8 else t
-        t = t.expand(3, -1, -1) if t.shape[0] == 1 else t
-        h, w = t.shape[1:]
-        scale = size / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        t = torch.nn.functional.interpolate(
-            t[None], (nh, nw), mode="bilinear", antialias=True, align_corners=False
-        )[0]
-        top, left = (nh - size) // 2, (nw - size) // 2
-        out.append(t[:, top : top + size, left : left + size].clamp(0, 1))
-    return torch.stack(out)
+    return fit_square(images, size)
 
 
 def load_model(spec: str, device: str | torch.device = "cpu", image_size: int | None = None) -> ExplainModel:

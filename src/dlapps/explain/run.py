@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import json
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -55,15 +54,10 @@ def _out(out: Path | None, area: str) -> Path:
 
 
 def _environment(model: ExplainModel) -> dict:
-    return {
-        "model": model.name,
-        "weights": model.weights,
-        "image_size": model.input_size,
-        "device": str(model.device),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-    }
+    from dlapps.engine.device import environment
+
+    return {"model": model.name, "weights": model.weights, "image_size": model.input_size,
+            "device": str(model.device), **environment()}
 
 
 def _table(rows: Sequence[dict], columns: Sequence[str]) -> str:

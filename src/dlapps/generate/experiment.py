@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from dlapps.engine.device import environment
 from dlapps.errors import ConfigError
 from dlapps.generate import figures
 from dlapps.generate.data import GanData, load_gan_data
@@ -155,7 +156,7 @@ def run_variants(variants: dict[str, GanConfig], seeds: list[int], out: Path, *,
                "floor": floor, "data": {"name": data.name, "train": len(data.x), "test": len(data.test_x),
                                         "shape": list(data.x.shape[1:])},
                "judge": None if judge is None else {"test_acc": judge.test_acc, "epochs": judge.epochs},
-               "environment": _environment(), "wall_seconds": round(time.perf_counter() - began, 1),
+               "environment": environment(), "wall_seconds": round(time.perf_counter() - began, 1),
                **(extra or {})}
     if len(variants) == 1:  # the keys a single run is read by
         results.update({k: v["mean"] for k, v in next(iter(summary.values())).items() if k in METRIC_KEYS})
@@ -170,12 +171,6 @@ def run_variants(variants: dict[str, GanConfig], seeds: list[int], out: Path, *,
     atomic_write_json(out / RESULTS, results)
     figures.write_report(out, title, note, table, figs, results)
     return results
-
-
-def _environment() -> dict:
-    from dlapps.adapt.experiment import environment
-
-    return environment()
 
 
 def default_variants(epochs: int = DEFAULT_EPOCHS, data: str = "mnist5k",

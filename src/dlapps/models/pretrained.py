@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlapps.errors import CheckpointError, DataError, DownloadError, UnknownNameError
+from dlapps.models.digits import Normalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -87,18 +88,6 @@ def imagenet_classes() -> list[str]:
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, as a module so a model can take pixels in [0, 1]."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
 @dataclass
 class Backbone:
     """An ImageNet classifier with its preprocessing and its named feature taps."""
@@ -131,28 +120,8 @@ class Backbone:
         return replace(self, input_size=input_size, resize=resize)
 
     def preprocess(self, images) -> torch.Tensor:
-        """Images -> float [0, 1] (N, 3, input_size, input_size): short side resized, centre crop.
-
-        ``images`` is a uint8/uint16/float tensor or array (N,C,H,W), or a list of HxW / HxWxC
-        arrays of any sizes. Grey is replicated to 3 channels, alpha dropped; batched torch ops
-        with an antialiased bilinear resize.
-        """
-        if isinstance(images, (list, tuple)):
-            return torch.cat([self.preprocess(_hwc_to_nchw(a)) for a in images]) if images else \
-                torch.zeros(0, 3, self.input_size, self.input_size)
-        x = torch.as_tensor(images) if not isinstance(images, torch.Tensor) else images
-        if x.ndim != 4:
-            raise DataError(f"images must be (N,C,H,W), got shape {tuple(x.shape)}")
-        x = _to_unit_float(x)
-        x = _to_rgb(x)
-        h, w = x.shape[-2:]
-        scale = self.resize / min(h, w)
-        size = (max(self.input_size, round(h * scale)), max(self.input_size, round(w * scale)))
-        if size != (h, w):
-            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        top, left = (size[0] - self.input_size) // 2, (size[1] - self.input_size) // 2
-        x = x[..., top:top + self.input_size, left:left + self.input_size]
-        return x.clamp(0, 1).contiguous()
+        """Images -> float [0, 1] (N, 3, input_size, input_size); see :func:`fit_square`."""
+        return fit_square(images, self.input_size, self.resize)
 
     def tap_node(self, layer: str) -> str:
         """The graph node for ``layer`` (a friendly tap name or any node of the network)."""
@@ -182,6 +151,31 @@ def graph_nodes(net: nn.Module) -> list[str]:
     else:
         from torchvision.models.feature_extraction import get_graph_node_names
     return get_graph_node_names(net)[1]
+
+
+def fit_square(images, size: int, resize: int | None = None) -> torch.Tensor:
+    """Images -> float [0, 1] (N, 3, size, size): short side resized to ``resize`` (default
+    ``size``), then a centre crop.
+
+    ``images`` is a uint8/uint16/float tensor or array (N,C,H,W), or a list of HxW / HxWxC
+    arrays of any sizes. Grey is replicated to 3 channels, alpha dropped; batched torch ops
+    with an antialiased bilinear resize.
+    """
+    resize = size if resize is None else resize
+    if isinstance(images, (list, tuple)):
+        return torch.cat([fit_square(_hwc_to_nchw(a), size, resize) for a in images]) if images else \
+            torch.zeros(0, 3, size, size)
+    x = torch.as_tensor(images) if not isinstance(images, torch.Tensor) else images
+    if x.ndim != 4:
+        raise DataError(f"images must be (N,C,H,W), got shape {tuple(x.shape)}")
+    x = _to_rgb(_to_unit_float(x))
+    h, w = x.shape[-2:]
+    scale = resize / min(h, w)
+    new = (max(size, round(h * scale)), max(size, round(w * scale)))
+    if new != (h, w):
+        x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False)
+    top, left = (new[0] - size) // 2, (new[1] - size) // 2
+    return x[..., top:top + size, left:left + size].clamp(0, 1).contiguous()
 
 
 def _hwc_to_nchw(a) -> torch.Tensor:

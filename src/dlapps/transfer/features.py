@@ -12,25 +12,21 @@ reuses the file; changing any of those keys builds a new one; a corrupt file is 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from dlapps.data.cache import cached
+from dlapps.data.cache import cached, tensors_digest
 from dlapps.models.pretrained import Backbone
 
 FEATURES_VERSION = 1
 
 
 def images_digest(images: torch.Tensor) -> str:
-    """SHA-256 of a uint8 image tensor's shape and bytes (the dataset part of the cache key)."""
-    t = images.contiguous()
-    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    """SHA-256 of an image tensor's dtype, shape and bytes (the dataset part of the cache key)."""
+    return tensors_digest({"images": images})
 
 
 @torch.no_grad()

@@ -164,7 +164,7 @@ def run_transfer(config: TransferConfig | None = None, out: Path | None = None,
 
     ``data`` may be given as an already-loaded :class:`Domain` (notebooks, tests).
     """
-    from dlapps.adapt.experiment import environment
+    from dlapps.engine.device import environment
     from dlapps.transfer import report
 
     cfg = (config or TransferConfig()).resolved()
@@ -229,7 +229,7 @@ def run_study(data: str | Domain, backbones: Sequence[str], layers: Sequence[str
     ``layers=None`` uses each backbone's default tap. C is chosen by CV on the training split; the
     test accuracy along the C grid is recorded for the C-sweep figure.
     """
-    from dlapps.adapt.experiment import environment
+    from dlapps.engine.device import environment
     from dlapps.transfer import report
 
     base = TransferConfig(**{**asdict(config or TransferConfig()), "data": "given",
