@@ -22,6 +22,7 @@ from dlapps.adapt.compare import DEFAULT_METHODS, DEFAULT_PAIRS, pair_dir, run_c
 from dlapps.adapt.experiment import CONFIG, FINAL, environment, summarize
 from dlapps.adapt.paper import paper_numbers
 from dlapps.config import AdaptConfig, preset
+from dlapps.engine.parallel import available_cores, resolve_workers
 from dlapps.report.tables import compare_markdown
 
 RESULTS = Path(__file__).parent / "results"
@@ -33,9 +34,11 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
                f"--seeds {args.seeds} --other-seeds {args.other_seeds}"
                + (f" --epochs {args.epochs}" if args.epochs else "")
                + (f" --train-limit {args.train_limit}" if args.train_limit else ""))
+    workers = resolve_workers(args.workers, 8)
     header = (f"# Domain adaptation methods compared\n\n- command: `{command}`\n"
-              f"- hardware: {env['processor']}, {env['threads']} torch threads, torch {env['torch']}, "
-              f"device {env['cuda'] or 'cpu'}; other jobs were sharing the 2-core CPU\n"
+              f"- hardware: {env.get('cpu') or env['processor']} ({available_cores()} cores), {workers} cell "
+              f"processes x 1 thread, torch {env['torch']}, device {env['cuda'] or 'cpu'}"
+              + (f"; {args.note}" if args.note else "") + "\n"
               + (f"- PARTIAL: {results['partial']} (cells are trained in the background at nice 5)\n"
                  if results.get("partial") else
                  f"- bench wall time so far: {time.perf_counter() - started:.0f} s\n")
@@ -75,6 +78,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="default: the fast preset's")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
+    ap.add_argument("--workers", type=int, default=None, help="cell processes; default one per core")
+    ap.add_argument("--note", default="", help="e.g. 'other jobs were sharing the CPU'")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: tabulate the cells finished so far (e.g. while a run goes on)")
     args = ap.parse_args()
@@ -91,7 +96,7 @@ def main() -> None:
     for pass_pairs, seeds in passes:
         if not pass_pairs:
             continue
-        results = run_compare(methods, pass_pairs, seeds, args.out / "grid", base)
+        results = run_compare(methods, pass_pairs, seeds, args.out / "grid", base, workers=args.workers)
         grid.update(results["grid"])
         seeds_done.update({p: seeds for p in pass_pairs})
         # the table over everything finished so far, each pair with the seeds it has completed

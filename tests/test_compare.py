@@ -91,3 +91,14 @@ def test_table_bolds_the_best_per_pair_and_puts_the_paper_beside():
     assert "| dann | **0.700 ± 0.010** (paper 0.815) | 0.750 ± 0.010 |" in md
     assert "| source | 0.600 ± 0.010 (paper 0.575) | **0.800 ± 0.010** |" in md
     assert "dann, last: within 2 points of the oracle on 1 of 2 pairs" in md
+
+
+def test_ranking_lines_count_methods_above_source_and_compare_to_dann():
+    from dlapps.report.tables import ranking_lines
+
+    accs = {"source": 0.5, "dann": 0.7, "coral": 0.45, "dann+self-train": 0.76, "target": 0.95}
+    results = {"pairs": ["a:b"],
+               "grid": {"a:b": {"methods": {m: {"target_acc": {"mean": v}} for m, v in accs.items()}}}}
+    (line,) = ranking_lines(results)
+    assert line == ("a → b: 2 of 3 methods above source-only (0.500); best dann+self-train 0.760 "
+                    "(+6.0 points vs dann); dann+self-train +6.0 points vs dann")

@@ -78,6 +78,10 @@ def test_adda_freezes_the_source_encoder_and_adapts_a_copy():
 
     m = get_method("adda")(_net(), cfg)
     opt = make_optimizer(cfg, m)
+    # the adversarial players (M_t, D) get their own rate; every parameter is in exactly one group
+    assert [g.get("lr_mult", 1.0) for g in opt.param_groups] == [1.0, 0.1]
+    grouped = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in m.parameters()) and len(set(grouped)) == len(grouped)
     step = lambda p: (opt.zero_grad(), m(*_batch(seed=int(p * 100)), p)["loss"].backward(), opt.step())  # noqa: E731
     for p in (0.0, 0.1, 0.2):
         step(p)

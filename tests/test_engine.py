@@ -163,3 +163,16 @@ def test_batches_hide_target_labels_unless_asked(digits_pair):
     full = next(PairedBatches(s, t, 32, 0).epoch(0))[1]
     halves = [next(PairedBatches(s, t, 32, 0, rank=r, world=2).epoch(0))[1] for r in (0, 1)]
     assert sorted(torch.cat(halves).tolist()) == sorted(full.tolist())
+
+
+def test_run_parallel_keeps_job_order_and_raises_worker_errors():
+    import math
+
+    from dlapps.engine.parallel import resolve_workers, run_parallel
+
+    jobs = [(n,) for n in (5, 3, 7, 1)]
+    assert run_parallel(math.factorial, jobs, workers=2, progress=False) == [120, 6, 5040, 1]
+    assert run_parallel(math.factorial, jobs, workers=1, progress=False) == [120, 6, 5040, 1]
+    with pytest.raises(ValueError, match="negative"):
+        run_parallel(math.factorial, [(3,), (-1,)], workers=2, progress=False)
+    assert resolve_workers(8, 3) == 3 and resolve_workers(None, 1) == 1 and resolve_workers(0, 4) == 1

@@ -170,6 +170,31 @@ def test_rise_deletion_ranks_a_faithful_map_below_a_reversed_one():
     assert scores_good["deletion"].shape == (2, 13)
 
 
+def test_rise_deletes_to_zeros_of_the_normalised_input():
+    from dlapps.errors import UnknownNameError
+    from dlapps.explain.metrics import deletion_substrate
+    from dlapps.models.digits import Normalize
+
+    torch.manual_seed(1)
+    mean = [0.2, 0.5, 0.7]
+    net = nn.Sequential(Normalize(mean, [0.5] * 3), nn.Conv2d(3, 2, SIZE), nn.Flatten()).double()
+    model = ExplainModel.wrap(net, ["a", "b"], SIZE, "normalised")
+    assert deletion_substrate(model).flatten().tolist() == pytest.approx(mean)
+    assert deletion_substrate(model, "black").abs().sum() == 0
+    assert deletion_substrate(linear_cnn(), "mean").abs().sum() == 0  # no Normalize: black
+    with pytest.raises(UnknownNameError, match="grey"):
+        deletion_substrate(model, "grey")
+    x, target = images(1), torch.tensor([0])
+    flat = torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1).expand(1, 3, SIZE, SIZE)
+    p_flat = model.net(flat).softmax(1)[0, 0]  # the normalised input is all zeros: p = softmax(bias)
+    curves = rise_curves(model, x, torch.rand(1, SIZE, SIZE), target, steps=4)
+    assert curves["deletion"][0, -1] == pytest.approx(float(p_flat))
+    black = rise_curves(model, x, torch.rand(1, SIZE, SIZE), target, steps=4, substrate="black")
+    p_black = model.net(torch.zeros_like(x)).softmax(1)[0, 0]
+    assert black["deletion"][0, -1] == pytest.approx(float(p_black))
+    assert abs(float(p_black) - float(p_flat)) > 1e-3  # the two substrates differ for this model
+
+
 def test_rise_tiles_move_together():
     from dlapps.explain.metrics import perturbed, tile_ranks
 

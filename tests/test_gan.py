@@ -326,3 +326,18 @@ def test_cli_train_sample_interpolate_grid(tmp_path, digit_folder):
     assert r.exit_code == 2 and "--conditional" in r.output
     r = runner.invoke(app, ["gan", "sample", str(tmp_path / "empty")])
     assert r.exit_code == 2 and "no trained GAN" in r.output
+
+
+def test_cells_in_worker_processes_equal_cells_trained_here(tmp_path, digit_folder):
+    from dlapps.generate.experiment import run_variants
+
+    base = GanConfig(data=f"imagefolder:{digit_folder}", epochs=1, **TINY)
+    variants = {"dcgan": base, "cdcgan": replace(base, conditional=True)}
+    here = run_variants(variants, [0], tmp_path / "here", n_samples=100, progress=False, workers=1)
+    there = run_variants(variants, [0], tmp_path / "there", n_samples=100, progress=False, workers=2)
+    assert there["workers"] == 2
+    for name in variants:
+        a, b = (torch.load(d / f"{name}-seed0" / "checkpoint.pt", weights_only=False)["module"]["g"]
+                for d in (tmp_path / "here", tmp_path / "there"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert here["variants"][name]["fid"] == there["variants"][name]["fid"]

@@ -23,6 +23,7 @@ from dlapps.transfer.cli import app as transfer_app
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep learning applications, reproduced: domain adaptation, data, reports.")
 adapt_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+WORKERS = typer.Option(None, help="CPU cells trained at once, one process each; default: one per core")
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                        help="Named data domains: list them, preview them, download them.")
 app.add_typer(adapt_app, name="adapt")
@@ -59,6 +60,7 @@ def adapt(
     config: Path = typer.Option(None, help="load settings from a config.json (options override it)"),
     tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="t-SNE figure of the features"),
     a_distance: bool = typer.Option(True, "--a-distance/--no-a-distance", help="proxy A-distance"),
+    workers: int = WORKERS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Train source-only, DANN and train-on-target (or any --methods) and compare them.
@@ -86,7 +88,7 @@ def adapt(
         cfg = AdaptConfig.from_dict(base)
     else:
         cfg = make_preset(preset, **overrides)
-    results = run_adapt(cfg, out=out, resume=resume, progress=not quiet)
+    results = run_adapt(cfg, out=out, resume=resume, progress=not quiet, workers=workers)
     if from_env().rank != 0:  # under torchrun only the first process reports
         return
     typer.echo(text_table(results))
@@ -106,6 +108,7 @@ def adapt_compare(
     train_limit: int = typer.Option(None, help="at most this many training images per domain"),
     out: Path = typer.Option(None, help="grid directory (rerun to continue); default runs/compare-<time>"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    workers: int = WORKERS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Every method on every pair with the same network and budget; resumable; one table."""
@@ -119,7 +122,7 @@ def adapt_compare(
                        a_distance=False)
     out = out or default_run_dir("compare")
     results = run_compare(csv_list(methods) or DEFAULT_METHODS, csv_list(pairs) or DEFAULT_PAIRS,
-                          seed_list, out, base, progress=not quiet)
+                          seed_list, out, base, progress=not quiet, workers=workers)
     typer.echo(compare_markdown(results))
     typer.echo(f"\ngrid directory: {out}  (report: {Path(out) / 'report.html'})")
 

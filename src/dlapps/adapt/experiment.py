@@ -10,10 +10,10 @@ A run directory looks like::
       dann-seed0/            one cell: metrics.jsonl, TensorBoard events, checkpoint.pt,
                              final.json (written last: a cell with it is done), tsne.pt
 
-Cells run one after another; a killed run continues with ``--resume RUN_DIR``: finished cells
-are skipped and the interrupted one continues from its last epoch checkpoint, ending with the
-numbers an uninterrupted run gives. Reported numbers are those of the *last* epoch: no checkpoint
-is picked with target labels.
+Cells run one after another (or ``workers`` at a time, in separate processes); a killed run
+continues with ``--resume RUN_DIR``: finished cells are skipped and an interrupted one continues
+from its last epoch checkpoint, ending with the numbers an uninterrupted run gives. Reported
+numbers are those of the *last* epoch: no checkpoint is picked with target labels.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from dlapps.data import Domain, load_domain
 from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
 from dlapps.engine import distributed as ddp
 from dlapps.engine.device import environment
+from dlapps.engine.parallel import resolve_workers, run_parallel
 from dlapps.errors import ConfigError, DataError
 from dlapps.io import atomic_torch_save, atomic_write_json
 
@@ -108,10 +109,13 @@ def build_method(config: AdaptConfig, pair: Pair, method: str, seed: int):
 
 
 def make_optimizer(config: AdaptConfig, module: torch.nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in module.parameters() if p.requires_grad]
+    """SGD (or Adam) over the method's parameter groups (:meth:`Method.param_groups`), or over
+    every trainable parameter of a plain module."""
+    groups = (module.param_groups() if hasattr(module, "param_groups")
+              else [{"params": [p for p in module.parameters() if p.requires_grad]}])
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                            weight_decay=config.weight_decay)
 
 
@@ -240,8 +244,11 @@ def prepare_run_dir(config: AdaptConfig, out: Path | None, resume: Path | None) 
 
 
 def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None = None,
-              progress: bool = True, report: bool = True) -> dict:
-    """Run (or resume) an adaptation experiment; returns the content of ``results.json``."""
+              progress: bool = True, report: bool = True, workers: int | None = 1) -> dict:
+    """Run (or resume) an adaptation experiment; returns the content of ``results.json``.
+
+    ``workers`` > 1 (``None``: one per core) trains that many CPU cells at once, one process each
+    (:mod:`dlapps.engine.parallel`); a cell's numbers do not depend on where it ran."""
     config, run_dir = prepare_run_dir(config, out, resume)
     device = resolve_device(config.device, ddp.from_env().local_rank)
     dist = ddp.setup(device)
@@ -251,14 +258,16 @@ def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None 
         if resume is None:
             atomic_write_json(run_dir / CONFIG, config.to_dict())
     started = time.perf_counter()
-    runs = []
-    for method in config.methods:
-        for seed in config.seeds:
-            cell_dir = run_dir / cell_name(method, seed)
-            if (cell_dir / FINAL).is_file():
-                runs.append(json.loads((cell_dir / FINAL).read_text()))
-                continue
-            runs.append(train_cell(config, pair, method, seed, cell_dir, device, dist, progress))
+    cells = [(method, seed) for method in config.methods for seed in config.seeds]
+    done = {c: json.loads((run_dir / cell_name(*c) / FINAL).read_text()) for c in cells
+            if (run_dir / cell_name(*c) / FINAL).is_file()}
+    todo = [c for c in cells if c not in done]
+    # separate processes only for separate CPU cells; DDP and CUDA runs train cells in turn
+    workers = resolve_workers(workers, len(todo)) if dist.world == 1 and device.type == "cpu" else 1
+    jobs = [(config, pair, m, s, run_dir / cell_name(m, s), device, dist, progress and workers == 1)
+            for m, s in todo]
+    done.update(zip(todo, run_parallel(train_cell, jobs, workers, "cells", progress), strict=True))
+    runs = [done[c] for c in cells]
     results = {
         "config": config.to_dict(),
         "data": {"source": {"name": config.source, "train": len(pair.source.train_y),
@@ -267,7 +276,8 @@ def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None 
                             "test": len(pair.target.test_y), **pair.target.info}},
         "runs": runs,
         "summary": summarize(config, runs),
-        "environment": {**environment(), "device": str(device), "processes": dist.world},
+        "environment": {**environment(), "device": str(device), "processes": dist.world,
+                        "cell_workers": workers},
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     if dist.main:

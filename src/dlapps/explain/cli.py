@@ -94,13 +94,17 @@ def saliency(
     image_size: int = typer.Option(None, help="crop size (backbones; default their own, 224)"),
     rise_steps: int = typer.Option(24, help="points of the deletion/insertion curves"),
     patch: int = typer.Option(1, help="RISE tile size in pixels (1: single pixels, as RISE)"),
+    deletion_to: str = typer.Option(
+        "mean", help="what deleted pixels become: mean (zeros of the normalised input, as RISE) or black"
+    ),
     out: Path = typer.Option(None, help="output directory; default runs/explain-saliency-<timestamp>"),
 ) -> None:
     """Saliency maps with the RISE deletion/insertion AUCs (against a random map)."""
     from dlapps.explain.run import run_saliency
 
     res = run_saliency(
-        images, model, csv_list(method), target, csv_list(true), out, image_size, rise_steps, patch
+        images, model, csv_list(method), target, csv_list(true), out, image_size, rise_steps, patch,
+        deletion_to=deletion_to,
     )
     for name, s in res["summary"].items():
         typer.echo(

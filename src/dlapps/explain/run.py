@@ -105,6 +105,7 @@ def run_saliency(
     rise_steps: int = 24,
     patch: int = 1,
     device: str = "cpu",
+    deletion_to: str = "mean",
 ) -> dict:
     """Saliency maps of the predicted (or ``target``) class, with RISE deletion/insertion AUCs.
 
@@ -112,7 +113,7 @@ def run_saliency(
     method's. RISE perturbs single pixels (``patch=1``, the default) or tiles (see
     :mod:`dlapps.explain.metrics`).
     """
-    from dlapps.explain.metrics import rise_curves
+    from dlapps.explain.metrics import deletion_substrate, rise_curves
 
     for m in methods:
         if m not in METHODS:
@@ -120,6 +121,7 @@ def run_saliency(
 
             raise UnknownNameError("saliency method", m, METHODS)
     out, model = _out(out, "explain-saliency"), _model(model, image_size, device)
+    substrate = deletion_substrate(model, deletion_to).flatten().tolist()  # refuses unknown names early
     names, x = _batch(model, images)
     pred, prob = model.predict(x)
     cls = _targets(model, target, len(x))
@@ -134,7 +136,7 @@ def run_saliency(
         start = time.perf_counter()
         maps[m] = BASELINES[m](model, x, cls) if m in BASELINES else saliency(model, x, cls, m)
         timing[m] = (time.perf_counter() - start) / len(x)
-    scores = {m: rise_curves(model, x, maps[m], cls, rise_steps, patch) for m in maps}
+    scores = {m: rise_curves(model, x, maps[m], cls, rise_steps, patch, substrate=deletion_to) for m in maps}
     for i, name in enumerate(names):
         true_idx = resolve_class(truth[i], model.classes) if truth[i] else None
         row = {
@@ -182,6 +184,7 @@ def run_saliency(
         "methods": list(methods),
         "rise_steps": rise_steps,
         "rise_patch": patch,
+        "rise_deletion_to": {"name": deletion_to, "pixel_value": substrate},
         "images": rows,
         "summary": summary,
     }

@@ -80,9 +80,10 @@ def cells(base: GanConfig, grid: dict[str, list], product: bool = False) -> dict
 
 
 def run_ablation(base: GanConfig, grid: dict[str, list], out: Path, seeds: list[int] | None = None,
-                 product: bool = False, n_samples: int = DEFAULT_N_SAMPLES, progress: bool = True) -> dict:
+                 product: bool = False, n_samples: int = DEFAULT_N_SAMPLES, progress: bool = True,
+                 workers: int | None = None) -> dict:
     """Train and measure every cell of the grid into ``out``; returns results.json's content."""
     variants = cells(base, grid, product)
     return run_variants(variants, seeds or [0], out, n_samples=n_samples, progress=progress,
                         title=f"dlapps gan ablate: {len(variants)} cells",
-                        extra={"grid": {"factors": grid, "product": product}})
+                        extra={"grid": {"factors": grid, "product": product}}, workers=workers)

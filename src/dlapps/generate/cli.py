@@ -22,6 +22,7 @@ OUT = typer.Option(None, help="output directory; default runs/gan-<timestamp>")
 SEEDS = typer.Option(None, help="seeds, e.g. 0,1,2 or 0:3; default 0")
 N_SAMPLES = typer.Option(5000, help="generated images the quality metrics use")
 QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars")
+WORKERS = typer.Option(None, help="cells trained at once, one process each; default one per CPU core")
 
 
 def _print(results: dict, out: Path) -> None:
@@ -38,7 +39,7 @@ def _print(results: dict, out: Path) -> None:
 @app.callback(invoke_without_command=True)
 @user_errors
 def default(ctx: typer.Context, out: Path = OUT, seeds: str = SEEDS, n_samples: int = N_SAMPLES,
-            quiet: bool = QUIET) -> None:
+            quiet: bool = QUIET, workers: int = WORKERS) -> None:
     """With no sub-command: DCGAN and cDCGAN on mnist5k at the default budget, offline."""
     if ctx.invoked_subcommand is not None:
         return
@@ -46,7 +47,8 @@ def default(ctx: typer.Context, out: Path = OUT, seeds: str = SEEDS, n_samples: 
 
     out = out or default_run_dir("gan")
     results = run_variants(default_variants(), parse_seeds(seeds) or [0], out, n_samples=n_samples,
-                           progress=not quiet, title="dlapps gan: DCGAN and cDCGAN on mnist5k")
+                           progress=not quiet, title="dlapps gan: DCGAN and cDCGAN on mnist5k",
+                           workers=workers)
     _print(results, out)
 
 
@@ -75,6 +77,7 @@ def train(
                                            "standard FID (needs torch-fidelity)"),
     out: Path = OUT,
     quiet: bool = QUIET,
+    workers: int = WORKERS,
 ) -> None:
     """Train a DCGAN (or cDCGAN) per seed, measure it offline and draw it."""
     from dlapps.generate.experiment import run_variants
@@ -92,7 +95,7 @@ def train(
     out = out or default_run_dir("gan")
     results = run_variants({name: config}, parse_seeds(seeds) or [0], out, n_samples=n_samples,
                            progress=not quiet, inception_weights=inception_weights,
-                           title=f"dlapps gan train: {name} on {data}")
+                           title=f"dlapps gan train: {name} on {data}", workers=workers)
     _print(results, out)
 
 
@@ -110,6 +113,7 @@ def ablate(
     n_samples: int = typer.Option(2000, help="generated images per cell for the metrics"),
     out: Path = OUT,
     quiet: bool = QUIET,
+    workers: int = WORKERS,
 ) -> None:
     """Vary one factor at a time around the default (or --product); resumable with the same --out."""
     from dlapps.generate.ablate import parse_grid, run_ablation
@@ -118,7 +122,7 @@ def ablate(
     base = GanConfig(data=data, conditional=conditional, epochs=epochs, batch_size=batch_size)
     out = out or default_run_dir("gan")
     results = run_ablation(base, parse_grid([grid, *(more or [])]), out, parse_seeds(seeds), product,
-                           n_samples, progress=not quiet)
+                           n_samples, progress=not quiet, workers=workers)
     _print(results, out)
 
 

@@ -180,6 +180,30 @@ def selection_gap_lines(results: dict, method: str = "dann", points: float = 0.0
     return lines
 
 
+def ranking_lines(results: dict, reference: str = "dann") -> list[str]:
+    """Per pair: how many methods beat source-only, and the best method against ``reference``
+    (and ``reference+self-train`` against it when both ran), in points of mean target accuracy."""
+    lines = []
+    for pair in results["pairs"]:
+        acc = {m: v["target_acc"]["mean"] for m, v in results["grid"][pair]["methods"].items()
+               if (v.get("target_acc") or {}).get("mean") is not None and m != "target"}
+        adapted = {m: a for m, a in acc.items() if m != "source"}
+        parts = []
+        if "source" in acc and adapted:
+            above = sum(a > acc["source"] for a in adapted.values())
+            parts.append(f"{above} of {len(adapted)} methods above source-only ({acc['source']:.3f})")
+        if reference in acc and adapted:
+            best = max(adapted, key=adapted.get)
+            parts.append(f"best {best} {adapted[best]:.3f} ({100 * (adapted[best] - acc[reference]):+.1f} "
+                         f"points vs {reference})")
+            if f"{reference}+self-train" in acc:
+                gain = acc[f"{reference}+self-train"] - acc[reference]
+                parts.append(f"{reference}+self-train {100 * gain:+.1f} points vs {reference}")
+        if parts:
+            lines.append(f"{pair.replace(':', ' → ')}: " + "; ".join(parts))
+    return lines
+
+
 def compare_notes(results: dict) -> list[str]:
     cfg = results["config"]
     return [f"target test accuracy, mean ± std over seeds {results['seeds']}; last epoch "
@@ -187,7 +211,7 @@ def compare_notes(results: dict) -> list[str]:
             f"{cfg['batch_size']} + {cfg['batch_size']}"
             + (f", at most {cfg['train_limit']} training images per domain" if cfg.get("train_limit") else "")
             + "; bold: best per pair; paper: Ganin & Lempitsky 2015 (MNIST → MNIST-M only)",
-            *selection_gap_lines(results)]
+            *ranking_lines(results), *selection_gap_lines(results)]
 
 
 def compare_markdown(results: dict) -> str:

@@ -19,6 +19,12 @@ Two stages inside one training run, split by progress p (option ``pretrain``, de
    moves only its own player. The stage flag is a buffer, saved in checkpoints.
 
 Testing uses M_t and the source classifier C: ``predict(x) = C(M_t(x))`` (before stage 2, M_s).
+
+Step size: the paper trains the adversarial stage with Adam at 2e-4; here M_t and D share the run's
+SGD schedule with ``lr_mult = adversarial_lr_mult`` (default 0.1). At the full rate (×1) D won
+within the first adversarial epoch on mnist5k → mnistm5k (domain accuracy 0.998) and M_t collapsed
+(target accuracy 0.50 → 0.14; 0.35 after 12 epochs, below source-only's 0.51; seed 0); at ×0.1
+it ends at 0.63, at ×0.01 at 0.53 (same seed, fast preset, 12 epochs).
 """
 
 from __future__ import annotations
@@ -43,7 +49,16 @@ class ADDA(Method):
         super().__init__(net, config)
         self.target_features = copy.deepcopy(net.features)
         self.pretrain = float(self.option("pretrain", 0.3))
+        self.adversarial_lr_mult = float(self.option("adversarial_lr_mult", 0.1))
         self.register_buffer("adapting", torch.zeros((), dtype=torch.bool))
+
+    def param_groups(self) -> list[dict]:
+        """M_s and C at the schedule's rate; M_t and D (the adversarial stage) at
+        ``adversarial_lr_mult`` times it."""
+        adversarial = [*self.target_features.parameters(), *self.net.discriminator.parameters()]
+        ids = {id(p) for p in adversarial}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return [{"params": rest}, {"params": adversarial, "lr_mult": self.adversarial_lr_mult}]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """M_t(x) once the adversarial stage has begun, M_s(x) before."""

@@ -43,6 +43,11 @@ class Method(nn.Module):
     def forward(self, xs, ys, xt, yt, progress: float) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
 
+    def param_groups(self) -> list[dict]:
+        """The optimizer's parameter groups; a group may carry an ``lr_mult`` on the schedule's
+        rate (the engine applies it every step). Default: every trainable parameter, × 1."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
     def option(self, key: str, default, section: str | None = None):
         """A method setting: ``config.method_options[section or name][key]`` when given, else
         ``default`` (e.g. ``{"dan": {"estimator": "linear"}}``)."""
