@@ -50,7 +50,7 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
 
 def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str]) -> dict:
     """The grid's results from the cells that have their final.json, whatever is still running."""
-    grid, seeds, base = {}, set(), None
+    grid, seeds, base, per_pair = {}, set(), None, {}
     for pair in pairs:
         source, target = pair.split(":")
         run_dir = pair_dir(grid_dir, source, target)
@@ -61,11 +61,13 @@ def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str]) -> dict
         config.methods = [m for m in methods if any(r["method"] == m for r in runs)]
         base = base or config
         seeds |= {r["seed"] for r in runs}
+        per_pair[pair] = sorted({r["seed"] for r in runs})
         grid[pair] = {"run_dir": str(run_dir), "methods": summarize(config, runs)["methods"],
                       "paper": paper_numbers(source, target), "epochs": config.epochs}
     cfg = {**(base or AdaptConfig()).to_dict(), "source": None, "target": None, "methods": methods}
     return {"methods": methods, "pairs": [p for p in pairs if p in grid], "seeds": sorted(seeds),
-            "config": cfg, "grid": grid, "environment": environment(), "wall_seconds": None,
+            "seeds_per_pair": per_pair, "config": cfg, "grid": grid, "environment": environment(),
+            "wall_seconds": None,
             "partial": "only the cells finished so far; a method's n_seeds says how many"}
 
 

@@ -216,9 +216,15 @@ def markdown(r: dict) -> str:
     lines = [
         "# dlapps explain benchmark\n",
         f"EfficientNet-Lite0 (ImageNet weights, offline), {r['images']} bundled scikit-image photos "
-        f"({', '.join(r['photos'])}) at {r['size']}x{r['size']} px. {env['hardware']}; "
-        f"torch {env['torch']}, {env['threads']} thread(s). {env['note']}\n",
+        f"({', '.join(r['photos'])}) at {r['size']}x{r['size']} px (attacks, class visualisation; "
+        f"saliency at its own size below). {env['hardware']}; "
+        f"torch {env['torch']}, {env['threads']} thread(s).\n",
     ]
+    notes = r.get("notes", {})
+    if notes:
+        lines.append("Load on the machine while each part ran (its seconds depend on it):\n")
+        lines += [f"- {part}: {note or 'nothing else running'}" for part, note in notes.items()]
+        lines.append("")
     if "saliency" in r:
         lines.append(
             f"## Saliency faithfulness (RISE; normalised AUC, mean ± std over the {r['images']} photos, "
@@ -353,7 +359,9 @@ def main(argv=None) -> None:
             },
         }
     )
+    r.setdefault("notes", {})
     for part in parts:
+        r["notes"][part] = args.note
         start = time.perf_counter()
         print(f"[{part}] ...", file=sys.stderr, flush=True)
         if part == "saliency":

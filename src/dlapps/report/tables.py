@@ -206,7 +206,10 @@ def ranking_lines(results: dict, reference: str = "dann") -> list[str]:
 
 def compare_notes(results: dict) -> list[str]:
     cfg = results["config"]
-    return [f"target test accuracy, mean ± std over seeds {results['seeds']}; last epoch "
+    per_pair = results.get("seeds_per_pair") or {}
+    seeds = (f"seeds {results['seeds']}" if len({tuple(v) for v in per_pair.values()}) <= 1 else
+             "seeds " + ", ".join(f"{p.replace(':', ' → ')} {v}" for p, v in per_pair.items()))
+    return [f"target test accuracy, mean ± std over {seeds}; last epoch "
             f"(no target labels used); {cfg['epochs']} epochs, preset {cfg['preset']}, batch "
             f"{cfg['batch_size']} + {cfg['batch_size']}"
             + (f", at most {cfg['train_limit']} training images per domain" if cfg.get("train_limit") else "")
