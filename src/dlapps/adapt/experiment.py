@@ -35,6 +35,7 @@ from dlapps.adapt.diagnostics import (
     tsne_embedding,
 )
 from dlapps.adapt.methods import get_method
+from dlapps.adapt.methods.base import Method
 from dlapps.adapt.paper import gap_closed, paper_numbers
 from dlapps.adapt.schedules import lr_schedule
 from dlapps.adapt.selection import criteria, expected_calibration_error, pick
@@ -108,11 +109,9 @@ def build_method(config: AdaptConfig, pair: Pair, method: str, seed: int):
     return get_method(method)(net, config)
 
 
-def make_optimizer(config: AdaptConfig, module: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD (or Adam) over the method's parameter groups (:meth:`Method.param_groups`), or over
-    every trainable parameter of a plain module."""
-    groups = (module.param_groups() if hasattr(module, "param_groups")
-              else [{"params": [p for p in module.parameters() if p.requires_grad]}])
+def make_optimizer(config: AdaptConfig, method: Method) -> torch.optim.Optimizer:
+    """SGD (or Adam) over the method's parameter groups (:meth:`Method.param_groups`)."""
+    groups = method.param_groups()
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
@@ -259,8 +258,8 @@ def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None 
             atomic_write_json(run_dir / CONFIG, config.to_dict())
     started = time.perf_counter()
     cells = [(method, seed) for method in config.methods for seed in config.seeds]
-    done = {c: json.loads((run_dir / cell_name(*c) / FINAL).read_text()) for c in cells
-            if (run_dir / cell_name(*c) / FINAL).is_file()}
+    finals = {c: run_dir / cell_name(*c) / FINAL for c in cells}
+    done = {c: json.loads(f.read_text()) for c, f in finals.items() if f.is_file()}
     todo = [c for c in cells if c not in done]
     # separate processes only for separate CPU cells; DDP and CUDA runs train cells in turn
     workers = resolve_workers(workers, len(todo)) if dist.world == 1 and device.type == "cpu" else 1
