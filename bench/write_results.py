@@ -23,6 +23,7 @@ SECTIONS = [
      "python bench/adapt_seeds.py --pairs mnist5k:digits,syndigits:mnist5k --seeds 0 --tag adapt_more"),
     ("throughput", "Training throughput: the engine vs a bare loop", "python bench/throughput.py"),
     ("adapt_compare", "Domain adaptation methods compared", "python bench/adapt_compare.py"),
+    ("self_training", "Self-training on top of DANN: what helps", "python bench/self_training_ablation.py"),
     ("transfer_offline", "Transfer learning: pretrained features vs from scratch (offline)",
      "python bench/transfer_offline.py"),
     ("transfer_throughput", "Transfer learning: feature extraction throughput",

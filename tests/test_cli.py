@@ -80,6 +80,9 @@ def test_report_command_compares_runs(finished_run, tmp_path):
     (["--seeds", "a,b"], "--seeds takes integers"),
     (["--preset", "quick"], "unknown preset 'quick'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--option", "self-train.emma=0"], "unknown setting emma for method 'self-train'"),
+    (["--option", "selftrain"], "--option takes METHOD.SETTING=VALUE"),
+    (["--option", "dann+self-train.ema=0"], "go under 'dann' and 'self-train'"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path):
     extra = [] if "--methods" in args else ["--methods", "source"]
@@ -153,3 +156,15 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     resumed = json.loads((tmp_path / "killed" / "results.json").read_text())["runs"][0]
     for key in ("source_acc", "target_acc", "domain_acc", "steps"):
         assert resumed[key] == full[key], key
+
+
+def test_method_options_are_typed_and_checked():
+    from dlapps.cli_support import parse_method_options
+    from dlapps.config import AdaptConfig
+
+    given = parse_method_options(["self-train.ema=0", "self-train.shift=3", "dan.estimator=linear",
+                                  'dan.layers=["logits"]'])
+    assert given == {"self-train": {"ema": 0, "shift": 3},
+                     "dan": {"estimator": "linear", "layers": ["logits"]}}
+    assert parse_method_options(None) is None and parse_method_options([]) is None
+    AdaptConfig(method_options=given).validate()

@@ -103,16 +103,18 @@ def test_adda_freezes_the_source_encoder_and_adapts_a_copy():
 
 
 def test_drcn_decoder_learns_to_reconstruct_and_alternates():
+    """Under the engine's own optimizer (SGD, lr 0.01, momentum 0.9), not an adaptive one that
+    would hide a badly scaled loss."""
     m = get_method("drcn")(_net(), CFG)
     g = torch.Generator().manual_seed(1)
     xs, ys = torch.rand(8, 3, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
     # target images with structure (binary blobs), not noise
     coarse = torch.rand(8, 3, 4, 4, generator=g)
     xt = (torch.nn.functional.interpolate(coarse, size=28, mode="bilinear") > 0.5).float()
-    mean_image_error = float((xt - xt.mean(0)).pow(2).mean())
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    mean_image_error = float((xt - xt.mean(0)).pow(2).flatten(1).sum(1).mean())
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
     losses, active = [], []
-    for _ in range(70):
+    for _ in range(150):
         out = m(xs, ys, xt, None, 0.5)
         is_rec = out["loss"].item() == pytest.approx(0.3 * float(out["rec_loss"]), rel=1e-4)
         active.append("rec" if is_rec else "cls")
@@ -137,13 +139,61 @@ def test_cdan_multilinear_map_shapes():
     assert m.map.out_dim == 1024 and m.discriminator[0].in_features == 1024
 
 
+LEE = SimpleNamespace(**{**vars(CFG), "method_options": {"self-train": {"ema": 0, "shift": 0}}})
+
+
 def test_self_training_ignores_low_confidence_samples():
-    st = SelfTraining(_net(), CFG)
+    st = SelfTraining(_net(), LEE)  # Lee's own form: the network labels itself
     logits = torch.tensor([[9.0, 0, 0], [0.3, 0.2, 0.1], [0, 0, 8.0], [1.0, 1.1, 0]], requires_grad=True)
-    loss, confident = st.pseudo_label_loss(logits)
+    st.base_method.logits = lambda x: logits
+    loss, confident = st.pseudo_label_loss(torch.zeros(4, 3, 28, 28))
     loss.backward()
     assert confident.item() == 0.5
     assert torch.all(logits.grad[[1, 3]] == 0) and torch.all(logits.grad[[0, 2]].abs().sum(1) > 0)
+
+
+def test_mean_teacher_labels_and_follows_the_network_as_an_exponential_average():
+    st = SelfTraining(_net(), CFG)
+    assert st.ema == 0.99 and st.shift == 2 and not any(p.requires_grad for p in st.teacher.parameters())
+    assert all(id(p) not in {id(t) for t in st.teacher.parameters()}
+               for g in st.param_groups() for p in g["params"])
+    # the labels and the mask come from the teacher: a row the student is unsure of is learned
+    # when the teacher is confident, and a row the student is sure of is ignored when it is not
+    student = torch.tensor([[0.1, 0.0, 0.0], [9.0, 0.0, 0.0]], requires_grad=True)
+    st.base_method.logits = lambda x: student
+    st.teacher.logits = lambda x: torch.tensor([[0.0, 9.0, 0.0], [0.3, 0.2, 0.1]])
+    loss, confident = st.pseudo_label_loss(torch.zeros(2, 3, 28, 28))
+    loss.backward()
+    assert confident.item() == 0.5 and torch.all(student.grad[1] == 0)
+    assert student.grad[0, 1] < 0  # pushed towards the teacher's class 1
+    # θ̄ ← 0.99 θ̄ + 0.01 θ, once per training step
+    st = SelfTraining(_net(), CFG)
+    opt = torch.optim.SGD(st.param_groups(), lr=0.1)
+    before = st.net.classifier[0].weight.detach().clone()
+    for _ in range(2):
+        opt.zero_grad()
+        st(*_batch(), 0.9)["loss"].backward()
+        opt.step()
+    after_one = st.teacher.net.classifier[0].weight.detach().clone()  # updated at the 2nd step
+    assert not torch.equal(after_one, before)
+    st.update_teacher()
+    expected = 0.99 * after_one + 0.01 * st.net.classifier[0].weight.detach()
+    assert torch.allclose(st.teacher.net.classifier[0].weight, expected, atol=1e-7)
+
+
+def test_random_translate_moves_content_by_at_most_the_shift():
+    from dlapps.adapt.augment import random_translate
+
+    x = torch.zeros(64, 1, 12, 12)
+    x[:, :, 5, 5] = 1.0  # one bright pixel in the middle
+    seed_everything(3)
+    y = random_translate(x, 2)
+    where = y.flatten(1).argmax(1)
+    rows, cols = where // 12 - 5, where % 12 - 5
+    assert rows.abs().max() == 2 and cols.abs().max() == 2 and (rows != 0).any()
+    assert torch.equal(y.sum((1, 2, 3)), x.sum((1, 2, 3)))  # moved, not blurred or lost
+    seed_everything(3)
+    assert torch.equal(random_translate(x, 2), y) and random_translate(x, 0) is x
 
 
 def test_alpha_ramp_follows_lee():

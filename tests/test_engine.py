@@ -50,8 +50,9 @@ class Killed(Exception):
     pass
 
 
-def test_resume_equals_uninterrupted(digits_pair, tmp_path):
-    full = make_trainer(digits_pair, tmp_path / "full", epochs=3)
+@pytest.mark.parametrize("method", ["dann", "dann+self-train"])  # the latter: teacher + shifts
+def test_resume_equals_uninterrupted(digits_pair, tmp_path, method):
+    full = make_trainer(digits_pair, tmp_path / "full", epochs=3, method=method)
     full_history = full.fit()
 
     def die_in_epoch_two(module):
@@ -61,12 +62,13 @@ def test_resume_equals_uninterrupted(digits_pair, tmp_path):
         return {}
 
     calls = []
-    killed = make_trainer(digits_pair, tmp_path / "run", epochs=3, evaluate=die_in_epoch_two)
+    killed = make_trainer(digits_pair, tmp_path / "run", epochs=3, evaluate=die_in_epoch_two,
+                          method=method)
     with pytest.raises(Killed):
         killed.fit()
     assert load_checkpoint(tmp_path / "run")["epoch"] == 1
     # a new process: fresh module and optimizer (even initialised differently), same run dir
-    resumed = make_trainer(digits_pair, tmp_path / "run", epochs=3, init_seed=123)
+    resumed = make_trainer(digits_pair, tmp_path / "run", epochs=3, init_seed=123, method=method)
     history = resumed.fit()
     p_full, p_res = _params(full), _params(resumed)
     assert all(torch.equal(p_full[k], p_res[k]) for k in p_full)
@@ -176,3 +178,18 @@ def test_run_parallel_keeps_job_order_and_raises_worker_errors():
     with pytest.raises(ValueError, match="negative"):
         run_parallel(math.factorial, [(3,), (-1,)], workers=2, progress=False)
     assert resolve_workers(8, 3) == 3 and resolve_workers(None, 1) == 1 and resolve_workers(0, 4) == 1
+
+
+def test_input_errors_raised_in_a_worker_keep_their_class_and_message():
+    """Without a ``__reduce__`` an error whose ``__init__`` takes other arguments than its message
+    cannot be unpickled, and a bad name in a worker became an opaque BrokenProcessPool."""
+    import pickle
+
+    from dlapps.adapt.methods import get_method
+    from dlapps.engine.parallel import run_parallel
+    from dlapps.errors import NonFiniteLossError, UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="Did you mean 'dann'"):
+        run_parallel(get_method, [("dann",), ("dnn",)], workers=2, progress=False)
+    error = pickle.loads(pickle.dumps(NonFiniteLossError(7, 2, {"loss": float("nan")})))
+    assert (error.step, error.epoch) == (7, 2) and "step 7 (epoch 2)" in str(error)

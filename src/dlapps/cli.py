@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from dlapps.cli_support import csv_list, parse_seeds, user_errors
+from dlapps.cli_support import csv_list, parse_method_options, parse_seeds, user_errors
 from dlapps.explain.cli import app as explain_app
 from dlapps.generate.cli import app as gan_app
 from dlapps.transfer.cli import app as transfer_app
@@ -24,6 +24,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Deep learning applications, reproduced: domain adaptation, data, reports.")
 adapt_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 WORKERS = typer.Option(None, help="CPU cells trained at once, one process each; default: one per core")
+METHOD_OPTION = typer.Option(None, "--option", help="a method's setting, METHOD.SETTING=VALUE (repeat it), "
+                             "e.g. self-train.ema=0 or dan.estimator=linear")
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                        help="Named data domains: list them, preview them, download them.")
 app.add_typer(adapt_app, name="adapt")
@@ -60,6 +62,7 @@ def adapt(
     config: Path = typer.Option(None, help="load settings from a config.json (options override it)"),
     tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="t-SNE figure of the features"),
     a_distance: bool = typer.Option(True, "--a-distance/--no-a-distance", help="proxy A-distance"),
+    option: list[str] = METHOD_OPTION,
     workers: int = WORKERS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
@@ -81,7 +84,7 @@ def adapt(
                      lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                      lambda_schedule=lambda_schedule, gamma=gamma, lambda_max=lambda_max,
                      arch=arch, image_size=image_size, batchnorm=batchnorm, tsne=tsne,
-                     a_distance=a_distance)
+                     a_distance=a_distance, method_options=parse_method_options(option))
     if config is not None:
         base = AdaptConfig.load(config).to_dict()
         base.update({k: v for k, v in overrides.items() if v is not None})
@@ -108,6 +111,7 @@ def adapt_compare(
     train_limit: int = typer.Option(None, help="at most this many training images per domain"),
     out: Path = typer.Option(None, help="grid directory (rerun to continue); default runs/compare-<time>"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    option: list[str] = METHOD_OPTION,
     workers: int = WORKERS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
@@ -119,7 +123,7 @@ def adapt_compare(
 
     seed_list = list(range(int(seeds))) if seeds.strip().isdigit() else parse_seeds(seeds)
     base = make_preset(preset, epochs=epochs, train_limit=train_limit, device=device, tsne=False,
-                       a_distance=False)
+                       a_distance=False, method_options=parse_method_options(option))
     out = out or default_run_dir("compare")
     results = run_compare(csv_list(methods) or DEFAULT_METHODS, csv_list(pairs) or DEFAULT_PAIRS,
                           seed_list, out, base, progress=not quiet, workers=workers)

@@ -7,6 +7,7 @@ without importing the top-level app (which imports the areas).
 from __future__ import annotations
 
 import functools
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -45,6 +46,26 @@ def parse_seeds(text: str | None) -> list[int] | None:
         return [int(s) for s in csv_list(text)]
     except ValueError:
         raise ConfigError(f"--seeds takes integers like 0,1,2 or 0:3, got {text!r}") from None
+
+
+def parse_method_options(items: list[str] | None) -> dict[str, dict] | None:
+    """``["self-train.ema=0", "dan.estimator=linear"]`` -> ``{"self-train": {"ema": 0}, "dan":
+    {"estimator": "linear"}}``. A value is read as JSON when it is JSON (numbers, true/false,
+    ``["logits"]``), else kept as text. None stays None (option not given)."""
+    if not items:
+        return None
+    options: dict[str, dict] = {}
+    for item in items:
+        name, dot, rest = item.partition(".")
+        key, eq, text = rest.partition("=")
+        if not (dot and eq and name and key):
+            raise ConfigError(f"--option takes METHOD.SETTING=VALUE (e.g. self-train.ema=0), got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        options.setdefault(name, {})[key] = value
+    return options
 
 
 def default_run_dir(area: str) -> Path:

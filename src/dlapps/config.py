@@ -105,6 +105,8 @@ class AdaptConfig:
         if not isinstance(self.method_options, dict) or not all(
                 isinstance(v, dict) for v in self.method_options.values()):
             raise ConfigError("method_options must map a method name to a dict of its settings")
+        for section, given in self.method_options.items():
+            check_method_options(section, given)
         return self
 
     def training_fingerprint(self, method: str, seed: int) -> str:
@@ -136,6 +138,21 @@ class AdaptConfig:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+
+
+def check_method_options(section: str, given: dict[str, Any]) -> None:
+    """``method_options[section]`` names a registered method and only the settings it declares
+    (a misspelt setting would otherwise be ignored without a word)."""
+    from dlapps.adapt.methods import SUFFIX, get_method
+
+    if section.endswith(SUFFIX):
+        raise ConfigError(f"the settings of {section!r} go under {section[: -len(SUFFIX)]!r} and "
+                          f"{SUFFIX[1:]!r}, each method its own")
+    declared = get_method(section).options
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ConfigError(f"unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)} for method "
+                          f"{section!r}; its settings: {', '.join(declared) or 'none'}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

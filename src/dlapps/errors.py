@@ -28,6 +28,9 @@ class UnknownNameError(DlappsError, KeyError):
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
 
+    def __reduce__(self):  # rebuilt from its own arguments when it crosses a process boundary
+        return type(self), (self.kind, self.name, self.valid)
+
 
 class DataError(DlappsError):
     """A dataset, folder or image that cannot be used as asked."""
@@ -55,3 +58,6 @@ class NonFiniteLossError(DlappsError, FloatingPointError):
             "is kept; lower the learning rate or check the data."
         )
         self.step, self.epoch, self.losses = step, epoch, losses
+
+    def __reduce__(self):
+        return type(self), (self.step, self.epoch, self.losses)

@@ -44,12 +44,13 @@ class ADDA(Method):
     description = "pretrain on source, freeze, adapt a target encoder against a discriminator (GAN)"
     uses_target_images = True
     trains_discriminator = True
+    options = {"pretrain": 0.3, "adversarial_lr_mult": 0.1}
 
     def __init__(self, net, config):
         super().__init__(net, config)
         self.target_features = copy.deepcopy(net.features)
-        self.pretrain = float(self.option("pretrain", 0.3))
-        self.adversarial_lr_mult = float(self.option("adversarial_lr_mult", 0.1))
+        self.pretrain = float(self.option("pretrain"))
+        self.adversarial_lr_mult = float(self.option("adversarial_lr_mult"))
         self.register_buffer("adapting", torch.zeros((), dtype=torch.bool))
 
     def param_groups(self) -> list[dict]:

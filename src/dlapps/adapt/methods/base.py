@@ -16,7 +16,7 @@ Adding a method is one file with a subclass of :class:`Method` and one line in
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,8 @@ class Method(nn.Module):
     uses_target_images: ClassVar[bool] = False
     uses_target_labels: ClassVar[bool] = False
     trains_discriminator: ClassVar[bool] = False
+    #: the settings a user may give in ``config.method_options[name]``, with their defaults
+    options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, net: DomainAdaptationNet, config) -> None:
         super().__init__()
@@ -48,11 +50,11 @@ class Method(nn.Module):
         rate (the engine applies it every step). Default: every trainable parameter, × 1."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
-    def option(self, key: str, default, section: str | None = None):
+    def option(self, key: str, section: str | None = None):
         """A method setting: ``config.method_options[section or name][key]`` when given, else
-        ``default`` (e.g. ``{"dan": {"estimator": "linear"}}``)."""
-        options = getattr(self.config, "method_options", None) or {}
-        return options.get(section or self.name, {}).get(key, default)
+        its declared default ``options[key]`` (e.g. ``{"dan": {"estimator": "linear"}}``)."""
+        given = getattr(self.config, "method_options", None) or {}
+        return given.get(section or self.name, {}).get(key, self.options[key])
 
     def source_and_target(self, xs, ys, xt, layers=()) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """One pass of source and target through the network (batch-norm statistics shared):

@@ -51,13 +51,14 @@ class CDAN(DANN):
     name = "cdan"
     description = "conditional adversarial: the discriminator sees features ⊗ predictions"
     entropy_weighting = False
+    options = {"max_dim": 4096, "random_dim": 1024, "hidden": 500}
 
     def __init__(self, net, config):
         super().__init__(net, config)
         classes = net.classifier[-1].out_features
-        self.map = MultilinearMap(net.feature_dim, classes, int(self.option("max_dim", 4096)),
-                                  int(self.option("random_dim", 1024)))
-        hidden = int(self.option("hidden", 500))
+        self.map = MultilinearMap(net.feature_dim, classes, int(self.option("max_dim")),
+                                  int(self.option("random_dim")))
+        hidden = int(self.option("hidden"))
         self.discriminator = nn.Sequential(nn.Linear(self.map.out_dim, hidden), nn.ReLU(inplace=True),
                                            nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
                                            nn.Linear(hidden, 1))

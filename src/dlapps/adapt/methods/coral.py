@@ -21,8 +21,7 @@ from dlapps.adapt.methods.dan import DAN
 class DeepCORAL(DAN):
     name = "coral"
     description = "Deep CORAL: align source and target feature covariances (discrepancy-based)"
-    default_layers = ("logits",)
-    default_weight = 100.0
+    options = {**DAN.options, "layers": ("logits",), "weight": 100.0}
 
     def discrepancy(self, source, target, weights):
         return coral(source, target)

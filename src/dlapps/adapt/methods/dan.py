@@ -32,15 +32,14 @@ class DAN(Method):
     name = "dan"
     description = "multi-kernel MMD between source and target activations (discrepancy-based)"
     uses_target_images = True
-    default_layers: tuple[str, ...] = ("hidden1", "hidden2", "logits")
-    default_weight = 1.0
+    options = {"layers": ("hidden1", "hidden2", "logits"), "weight": 1.0, "estimator": "unbiased"}
 
     def __init__(self, net, config):
         super().__init__(net, config)
         self.lambda_p = lambda_schedule(config.lambda_schedule, config.gamma, config.lambda_max)
-        self.layers = tuple(self.option("layers", self.default_layers))
-        self.weight = float(self.option("weight", self.default_weight))
-        self.estimator = self.option("estimator", "unbiased")
+        self.layers = tuple(self.option("layers"))
+        self.weight = float(self.option("weight"))
+        self.estimator = self.option("estimator")
 
     def source_weights(self, target_logits: torch.Tensor, ys: torch.Tensor) -> torch.Tensor | None:
         """Per-sample weights of the source batch in the kernel mean (None: uniform)."""
@@ -65,13 +64,14 @@ class WDAN(DAN):
     name = "wdan"
     description = "class-weighted MMD (target class priors from pseudo-labels): DAN under label shift"
     momentum = 0.9  # of the running class-frequency estimates
+    options = {**DAN.options, "threshold": 0.5}
 
     def __init__(self, net, config):
         super().__init__(net, config)
         classes = net.classifier[-1].out_features
         self.register_buffer("prior_s", torch.full((classes,), 1.0 / classes))
         self.register_buffer("prior_t", torch.full((classes,), 1.0 / classes))
-        self.threshold = float(self.option("threshold", 0.5))
+        self.threshold = float(self.option("threshold"))
 
     def source_weights(self, target_logits, ys):
         if self.training:
