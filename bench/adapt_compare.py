@@ -41,15 +41,17 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
               + (f"; {args.note}" if args.note else "") + "\n"
               + (f"- PARTIAL: {results['partial']} (cells are trained in the background at nice 5)\n"
                  if results.get("partial") else
-                 f"- bench wall time so far: {time.perf_counter() - started:.0f} s\n")
+                 f"- bench wall time so far: {time.perf_counter() - started:.0f} s\n"
+                 if not args.report_only else "")
               + "\n")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "adapt_compare.md").write_text(header + compare_markdown(results) + "\n")
     (RESULTS / "adapt_compare.json").write_text(json.dumps({"command": command, **results}, indent=2) + "\n")
 
 
-def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str]) -> dict:
-    """The grid's results from the cells that have their final.json, whatever is still running."""
+def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str], expected: int) -> dict:
+    """The grid's results from the cells that have their final.json, whatever is still running
+    (``expected``: the number of cells of the whole grid, to say whether it is complete)."""
     grid, seeds, base, per_pair = {}, set(), None, {}
     for pair in pairs:
         source, target = pair.split(":")
@@ -65,10 +67,12 @@ def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str]) -> dict
         grid[pair] = {"run_dir": str(run_dir), "methods": summarize(config, runs)["methods"],
                       "paper": paper_numbers(source, target), "epochs": config.epochs}
     cfg = {**(base or AdaptConfig()).to_dict(), "source": None, "target": None, "methods": methods}
+    found = sum(len(list(Path(g["run_dir"]).glob(f"*-seed*/{FINAL}"))) for g in grid.values())
     return {"methods": methods, "pairs": [p for p in pairs if p in grid], "seeds": sorted(seeds),
             "seeds_per_pair": per_pair, "config": cfg, "grid": grid, "environment": environment(),
             "wall_seconds": None,
-            "partial": "only the cells finished so far; a method's n_seeds says how many"}
+            "partial": (f"only the {found} of {expected} cells finished so far; a method's n_seeds "
+                        "says how many") if found < expected else None}
 
 
 def main() -> None:
@@ -87,7 +91,8 @@ def main() -> None:
     args = ap.parse_args()
     methods, pairs = args.methods.split(","), args.pairs.split(",")
     if args.report_only:
-        results = finished_cells(args.out / "grid", methods, pairs)
+        expected = len(methods) * (args.seeds + (len(pairs) - 1) * args.other_seeds)
+        results = finished_cells(args.out / "grid", methods, pairs, expected)
         write(results, args, time.perf_counter())
         print(compare_markdown(results))
         return
