@@ -52,13 +52,14 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
 def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str], expected: int) -> dict:
     """The grid's results from the cells that have their final.json, whatever is still running
     (``expected``: the number of cells of the whole grid, to say whether it is complete)."""
-    grid, seeds, base, per_pair = {}, set(), None, {}
+    grid, seeds, base, per_pair, found = {}, set(), None, {}, 0
     for pair in pairs:
         source, target = pair.split(":")
         run_dir = pair_dir(grid_dir, source, target)
         runs = [json.loads(f.read_text()) for f in sorted(run_dir.glob(f"*-seed*/{FINAL}"))]
         if not runs:
             continue
+        found += len(runs)
         config = AdaptConfig.load(run_dir / CONFIG)
         config.methods = [m for m in methods if any(r["method"] == m for r in runs)]
         base = base or config
@@ -67,7 +68,6 @@ def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str], expecte
         grid[pair] = {"run_dir": str(run_dir), "methods": summarize(config, runs)["methods"],
                       "paper": paper_numbers(source, target), "epochs": config.epochs}
     cfg = {**(base or AdaptConfig()).to_dict(), "source": None, "target": None, "methods": methods}
-    found = sum(len(list(Path(g["run_dir"]).glob(f"*-seed*/{FINAL}"))) for g in grid.values())
     return {"methods": methods, "pairs": [p for p in pairs if p in grid], "seeds": sorted(seeds),
             "seeds_per_pair": per_pair, "config": cfg, "grid": grid, "environment": environment(),
             "wall_seconds": None,
