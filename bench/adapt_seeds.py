@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 
 from dlapps.adapt.experiment import run_adapt
-from dlapps.config import preset
-from dlapps.report.tables import markdown_table
+from dlapps.adapt.config import preset
+from dlapps.adapt.report import results_markdown as markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -31,10 +31,10 @@ import torch
 
 from dlapps.explain import attacks
 from dlapps.explain.classvis import ClassVisSettings, class_visualization
-from dlapps.explain.figures import curves, image_grid
 from dlapps.explain.inputs import BUNDLED, load_images, resolve_class
 from dlapps.explain.metrics import rise_curves
 from dlapps.explain.models import from_backbone, load_model
+from dlapps.explain.report import curves, image_grid
 from dlapps.explain.saliency import BASELINES, saliency
 from dlapps.io import atomic_write_bytes, atomic_write_json
 
@@ -176,17 +176,16 @@ def bench_classvis(model, iters: int, fig_dir: Path) -> dict:
     return out
 
 
-def bench_sweep(model, fig_dir: Path, iters: int = 100) -> dict:
+def bench_compare(model, fig_dir: Path, iters: int = 100) -> dict:
     """The course's parameter study for one class: final probability per setting, one grid figure."""
-    from dlapps.explain.run import run_sweep
+    from dlapps.explain.config import CompareConfig
+    from dlapps.explain.experiment import run_compare
 
-    points = tuple(k * iters // 4 for k in range(1, 5))
-    res = run_sweep(
-        CLASSVIS[0],
-        model,
-        ClassVisSettings(iters=iters),
-        iter_points=points,
-        out=fig_dir / "sweep",
+    points = [k * iters // 4 for k in range(1, 5)]
+    res = run_compare(
+        CompareConfig(target=CLASSVIS[0], iters=points),
+        fig_dir / "compare",
+        model=model,
         progress=False,
     )
     return {"target": res["target"], "iters": iters, "grid": res["grid"]}
@@ -300,11 +299,13 @@ def markdown(r: dict) -> str:
                 + f" | {v['seconds']:.0f} |"
             )
         lines.append("")
-    if "sweep" in r:
-        w = r["sweep"]
+    w = r.get("compare") or r.get("sweep")  # "sweep": results written before the rename
+    if w:
+        name = "compare" if "compare" in r else "sweep"
+        figure = f"explain/{name}/figures/{name}.png"
         lines.append(
-            f"## Class visualisation sweep ({w['target']}, one parameter varied at a time around the "
-            f"defaults, {w['iters']} iterations; figure: explain/sweep/figures/sweep.png)\n"
+            f"## Class visualisation settings compared ({w['target']}, one parameter varied at a time "
+            f"around the defaults, {w['iters']} iterations; figure: {figure})\n"
         )
         lines.append("| parameter | value | target probability |")
         lines.append("|---|---|---|")
@@ -372,8 +373,8 @@ def main(argv=None) -> None:
             r["attacks"] = bench_attacks(model, x)
         elif part == "classvis":
             r["classvis"] = bench_classvis(model, args.classvis_iters, fig_dir)
-        elif part == "sweep":
-            r["sweep"] = bench_sweep(model, fig_dir)
+        elif part == "compare":
+            r["compare"] = bench_compare(model, fig_dir)
         elif part == "speed":
             r["speed"], r["speed_size"] = bench_speed(224), 224
         r.setdefault("seconds", {})[part] = round(time.perf_counter() - start, 1)

@@ -32,7 +32,7 @@ import torch
 from dlapps.cli_support import parse_seeds
 from dlapps.engine.parallel import available_cores, resolve_workers
 from dlapps.generate.experiment import DEFAULT_EPOCHS, default_variants, run_variants
-from dlapps.generate.figures import metrics_table
+from dlapps.generate.report import metrics_table
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -48,8 +48,8 @@ def time_default_cli() -> dict:
                        check=True, env=env)
         wall = time.perf_counter() - began
         run = json.loads((Path(tmp) / "run" / "results.json").read_text())
-    return {"wall_seconds": round(wall, 1), "cold_cache": True,
-            "sec_per_epoch": {k: round(v["sec_per_epoch"]["mean"], 1) for k, v in run["variants"].items()}}
+    per_epoch = {k: round(v["seconds_per_epoch"]["mean"], 1) for k, v in run["variants"].items()}
+    return {"wall_seconds": round(wall, 1), "cold_cache": True, "seconds_per_epoch": per_epoch}
 
 
 def main() -> None:
@@ -99,7 +99,7 @@ def main() -> None:
           + (f"\n\n`dlapps gan --quiet`, the embedded default, run alone on this machine as a first-time "
              f"user runs it (empty data folder: digits rebuilt, judge trained; both GANs at once): "
              f"**{out['cli']['wall_seconds']:.0f} s** wall; training time per epoch "
-             + ", ".join(f"{k} {v} s" for k, v in out["cli"]["sec_per_epoch"].items()) + ".\n"
+             + ", ".join(f"{k} {v} s" for k, v in out["cli"]["seconds_per_epoch"].items()) + ".\n"
              if args.cli_wall else ""))
     (args.results / "gan.md").write_text(md)
     print(md)

@@ -18,9 +18,9 @@ import statistics
 from pathlib import Path
 
 from dlapps.adapt.experiment import run_adapt, stat
-from dlapps.config import preset
+from dlapps.adapt.config import preset
 from dlapps.engine.device import environment
-from dlapps.report.tables import mean_std
+from dlapps.adapt.report import mean_std
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = {  # name -> (method, self-training options, what it is)

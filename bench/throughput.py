@@ -25,8 +25,8 @@ import torch
 
 from dlapps.adapt.experiment import make_optimizer
 from dlapps.adapt.methods import get_method
-from dlapps.adapt.schedules import annealed
-from dlapps.config import AdaptConfig
+from dlapps.engine.schedules import annealed
+from dlapps.adapt.config import AdaptConfig
 from dlapps.data import load_domain
 from dlapps.engine import Labelled, PairedBatches, Trainer, seed_everything
 from dlapps.engine.batches import epoch_generator, index_stream, to_float

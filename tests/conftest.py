@@ -121,3 +121,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_image_folder(root: Path, domain, classes: list[int], per_class: tuple[int, int]) -> Path:
+    """``root/{train,test}/<class name>/*.png`` from a loaded domain: ``per_class`` = (train, test)
+    images of each class in ``classes`` (the first ones of each class, so the folder is fixed)."""
+    from PIL import Image
+
+    for split, x, y, n in (("train", domain.train_x, domain.train_y, per_class[0]),
+                           ("test", domain.test_x, domain.test_y, per_class[1])):
+        for c in classes:
+            folder = root / split / domain.classes[c]
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, idx in enumerate((y == c).nonzero().flatten()[:n].tolist()):
+                img = x[idx].permute(1, 2, 0).numpy()
+                Image.fromarray(img.squeeze(2) if img.shape[2] == 1 else img).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def folder_pair(tmp_path_factory, digits_pair):
+    """Two small ImageFolder domains made from real images: MNIST and MNIST-M digits 0, 1, 2
+    (60 train + 30 test images per class each), as a user's photo folders would be laid out."""
+    root = tmp_path_factory.mktemp("folders")
+    source, target = digits_pair
+    return (write_image_folder(root / "mnist", source, [0, 1, 2], (60, 30)),
+            write_image_folder(root / "mnistm", target, [0, 1, 2], (60, 30)))

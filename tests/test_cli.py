@@ -160,7 +160,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
 
 def test_method_options_are_typed_and_checked():
     from dlapps.cli_support import parse_method_options
-    from dlapps.config import AdaptConfig
+    from dlapps.adapt.config import AdaptConfig
 
     given = parse_method_options(["self-train.ema=0", "self-train.shift=3", "dan.estimator=linear",
                                   'dan.layers=["logits"]'])

@@ -7,9 +7,9 @@ from typer.testing import CliRunner
 
 from dlapps.adapt import compare, experiment
 from dlapps.cli import app
-from dlapps.config import preset
+from dlapps.adapt.config import preset
 from dlapps.errors import ConfigError
-from dlapps.report.tables import compare_markdown
+from dlapps.adapt.report import compare_markdown
 
 PAIR = "mnist5k:digits"
 BASE = dict(epochs=1, train_limit=64, tsne=False, a_distance=False)  # 2 steps per cell
@@ -30,12 +30,12 @@ def spy(monkeypatch):
 
 def test_grid_resumes_and_grows(tmp_path, spy):
     out = tmp_path / "grid"
-    args = ["adapt", "compare", "--methods", "source", "--pairs", PAIR, "--seeds", "1", "--epochs", "1",
+    args = ["adapt", "compare", "--methods", "source", "--pairs", PAIR, "--seeds", "0", "--epochs", "1",
             "--train-limit", "64", "--out", str(out), "--quiet"]
     result = CliRunner().invoke(app, args)  # the command is a thin wrapper over run_compare
     assert result.exit_code == 0, result.output
     assert "mnist5k → digits" in result.output and "Label-free selection" in result.output
-    assert spy == [("digits", "source", 0)]  # --seeds 1: one seed, 0
+    assert spy == [("digits", "source", 0)]  # --seeds 0: the one seed 0 (a list, as everywhere)
     first = json.loads((out / "results.json").read_text())
     cell = first["grid"][PAIR]["methods"]["source"]
     assert 0 <= cell["target_acc"]["mean"] <= 1 and cell["selection"]["oracle"]["oracle"] is True
@@ -52,6 +52,7 @@ def test_grid_resumes_and_grows(tmp_path, spy):
     assert set(again["grid"][PAIR]["methods"]) == {"source", "coral"}
     saved = json.loads((out / "results.json").read_text())
     assert saved["methods"] == ["source", "coral"] and saved["config"]["train_limit"] == 64
+    assert saved["kind"] == "adapt" and saved["command"] == "compare" and saved["dlapps_version"]
     with pytest.raises(ConfigError, match="other settings"):
         compare.run_compare(["source"], [PAIR], [0], out, preset("fast", **{**BASE, "epochs": 2}))
 
@@ -94,7 +95,7 @@ def test_table_bolds_the_best_per_pair_and_puts_the_paper_beside():
 
 
 def test_ranking_lines_count_methods_above_source_and_compare_to_dann():
-    from dlapps.report.tables import ranking_lines
+    from dlapps.adapt.report import ranking_lines
 
     accs = {"source": 0.5, "dann": 0.7, "coral": 0.45, "dann+self-train": 0.76, "target": 0.95}
     results = {"pairs": ["a:b"],

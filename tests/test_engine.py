@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dlapps.adapt.methods import get_method
-from dlapps.adapt.schedules import annealed
+from dlapps.engine.schedules import annealed
 from dlapps.engine import Labelled, PairedBatches, Trainer, seed_everything
 from dlapps.engine.checkpoint import CHECKPOINT, load_checkpoint
 from dlapps.errors import CheckpointError, ConfigError, NonFiniteLossError

@@ -123,6 +123,18 @@ def test_every_method_gives_one_nonnegative_map_per_image():
         assert m.shape == (2, SIZE, SIZE) and (m >= 0).all() and m.flatten(1).amax(1).gt(0).all(), name
 
 
+def test_unknown_saliency_method_or_attack_names_the_closest():
+    from dlapps.errors import UnknownNameError
+
+    model, x = tiny_cnn(), images(1)
+    with pytest.raises(UnknownNameError, match="Did you mean 'smoothgrad'"):
+        saliency.saliency(model, x, method="smoothgrd")
+    with pytest.raises(UnknownNameError, match="Did you mean 'pgd-l2'"):
+        attacks.run_attack(model, x, "pgd_l2")
+    assert saliency.METHODS.names() == ["vanilla", "smoothgrad", "ig", "gradcam", "gradcampp"]
+    assert [attacks.ATTACKS[m].norm for m in attacks.ATTACKS] == ["l2", "linf", "linf", "l2", "l2"]
+
+
 def test_gradcam_hooks_are_removed_after_use_and_on_exception():
     model = tiny_cnn()
     layer = model.cam_layer

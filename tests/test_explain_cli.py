@@ -17,13 +17,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     """A run directory laid out as `dlapps adapt` writes it: config.json + <cell>/checkpoint.pt."""
-    from dlapps.config import AdaptConfig
+    from dataclasses import asdict
+
+    from dlapps.adapt.config import AdaptConfig
     from dlapps.engine.checkpoint import save_checkpoint
     from dlapps.models import build_digits_net
 
     run = tmp_path_factory.mktemp("adapt-run")
     config = AdaptConfig()
-    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    (run / "config.json").write_text(json.dumps(asdict(config)))
     torch.manual_seed(0)
     net = build_digits_net(config.resolved_arch(), 3, config.resolved_image_size(), 10, [0.4, 0.5, 0.6])
     state = {
@@ -93,6 +95,14 @@ def test_every_command_end_to_end_on_a_dlapps_checkpoint(digits_run, image_files
     )
     assert (tmp_path / "s" / "figures" / "saliency.png").stat().st_size > 1000
     assert b"<img" in (tmp_path / "s" / "report.html").read_bytes()
+    from dlapps.explain import report
+
+    assert res["kind"] == "explain" and res["command"] == "saliency" and res["config"]["methods"] == [
+        "vanilla", "gradcam"]
+    fragment = report.section(tmp_path / "s", res)
+    assert fragment.startswith("<h2>Saliency: ") and fragment.count("<img") == 3 and "<h1>" not in fragment
+    page = (tmp_path / "s" / "report.html").read_bytes()
+    assert report.render(tmp_path / "s").read_bytes() == page
 
     r = invoke(
         "fool",
@@ -144,7 +154,7 @@ def test_every_command_end_to_end_on_a_dlapps_checkpoint(digits_run, image_files
     assert len(res["targets"][0]["probability_over_iterations"]) == 7 and res["init"] == images[1]
 
     r = invoke(
-        "sweep",
+        "compare",
         "--target",
         "3",
         "--iters",
@@ -163,6 +173,7 @@ def test_every_command_end_to_end_on_a_dlapps_checkpoint(digits_run, image_files
     )
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "w" / "results.json").read_text())
+    assert res["kind"] == "explain" and res["command"] == "compare"
     assert [(g["parameter"], g["value"]) for g in res["grid"]] == [
         ("iters", 2),
         ("iters", 4),
@@ -198,6 +209,43 @@ def test_bad_input_is_one_line_naming_the_problem(digits_run, image_files, tmp_p
     assert r.exit_code == 2 and "'two'" in r.output
 
 
+def test_config_of_another_kind_or_command_is_refused_in_one_line(tmp_path):
+    adapt = tmp_path / "adapt.json"
+    adapt.write_text(json.dumps({"kind": "adapt", "epochs": 3}))
+    r = invoke("saliency", "chelsea", "--config", str(adapt), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "'adapt' run" in r.output and r.output.strip().count("\n") == 0, r.output
+    saliency = tmp_path / "saliency.json"
+    saliency.write_text(json.dumps({"kind": "explain", "command": "saliency", "images": ["chelsea"]}))
+    r = invoke("fool", "--config", str(saliency), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "`dlapps explain saliency`" in r.output, r.output
+    assert r.output.strip().count("\n") == 0 and not (tmp_path / "o").exists()
+
+
+def test_config_file_reruns_a_command_with_options_overriding_it(digits_run, tmp_path):
+    model = str(digits_run[0] / "dann-seed0")
+    args = ("classvis", "--target", "3", "--iters", "3", "--seeds", "0,1", "--model", model, "-q")
+    r = invoke(*args, "--out", str(tmp_path / "a"))
+    assert r.exit_code == 0, r.output
+    first = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert [(t["target"], t["seed"]) for t in first["targets"]] == [("3", 0), ("3", 1)]
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert saved["kind"] == "explain" and saved["command"] == "classvis" and saved["seeds"] == [0, 1]
+    r = invoke("classvis", "--config", str(tmp_path / "a" / "config.json"), "--seeds", "1", "-q",
+               "--out", str(tmp_path / "b"))
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert again["config"]["seeds"] == [1] and again["config"]["iters"] == 3
+    curve = "probability_over_iterations"
+    assert again["targets"][0][curve] == first["targets"][1][curve]
+
+
+def test_unknown_saliency_method_or_attack_says_did_you_mean(tmp_path):
+    r = invoke("saliency", "chelsea", "--method", "vanila", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "Did you mean 'vanilla'" in r.output, r.output
+    r = invoke("fool", "chelsea", "--method", "deepfol", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "Did you mean 'deepfool'" in r.output, r.output
+
+
 def test_missing_torchvision_weights_name_the_file(file_server, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("DLAPPS_MIRROR", file_server.url)  # serves nothing: a 404, like a dead link
@@ -231,13 +279,13 @@ def test_offline_imagenet_model_at_low_resolution(tmp_path):
 
 @pytest.mark.slow
 def test_default_command_runs_everything(tmp_path):
-    from dlapps.explain.run import run_all
+    from dlapps.explain.experiment import run_all
 
     res = run_all(
-        tmp_path / "all",
-        photos=("coffee",),
+        out=tmp_path / "all",
+        photos=["coffee"],
         image_size=48,
-        classvis_targets=("goldfish",),
+        classvis_targets=["goldfish"],
         classvis_iters=3,
         max_iter=5,
         progress=False,

@@ -1,4 +1,5 @@
-"""DCGAN / cDCGAN: networks, losses, training (resume, NaN), metrics, data errors, CLI."""
+"""DCGAN / cDCGAN: networks, losses, training on the engine (resume, kills, NaN), metrics, data
+errors, CLI."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from typer.testing import CliRunner
 from dlapps.cli import app
 from dlapps.errors import ConfigError, DataError, NonFiniteLossError, UnknownNameError
 from dlapps.generate import metrics
-from dlapps.generate.ablate import cells, parse_grid
+from dlapps.generate.compare import cells, parse_grid
+from dlapps.generate.config import GanConfig
 from dlapps.generate.data import GanData, load_gan_data
 from dlapps.generate.dcgan import build_gan
+from dlapps.generate.gan import gan_trainer, load_generator
 from dlapps.generate.losses import discriminator_loss, generator_loss
 from dlapps.generate.sampling import check_class, lerp, slerp
-from dlapps.generate.train import GanConfig, GanTrainer, load_generator
+from killing import comparable, dlapps, kill_and_resume
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -133,18 +136,23 @@ def test_minimax_saturates_where_nonsaturating_does_not():
 # --- training: resume and NaN ----------------------------------------------------------------
 
 
-def test_resumed_run_ends_equal_to_uninterrupted(small, tmp_path):
+def _fit(cfg: GanConfig, data: GanData, run_dir):
+    trainer = gan_trainer(cfg, data, run_dir, progress=False, tensorboard=False)
+    trainer.fit()
+    return trainer.module
+
+
+def test_resumed_run_ends_equal_to_uninterrupted(small, judge, tmp_path):
     cfg = GanConfig(conditional=True, epochs=2, **TINY)
-    whole = GanTrainer(cfg, small, tmp_path / "whole", progress=False, tensorboard=False)
-    whole.fit()
-    GanTrainer(replace(cfg, epochs=1), small, tmp_path / "cut", progress=False, tensorboard=False).fit()
+    whole = _fit(cfg, small, tmp_path / "whole")
+    _fit(replace(cfg, epochs=1), small, tmp_path / "cut")
     torch.randn(100)  # the interrupted process' RNG drifts; the checkpoint must restore it
-    resumed = GanTrainer(cfg, small, tmp_path / "cut", progress=False, tensorboard=False)
-    resumed.fit()
-    for a, b in zip(whole.g.state_dict().values(), resumed.g.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
-    for a, b in zip(whole.d.state_dict().values(), resumed.d.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
+    resumed = _fit(cfg, small, tmp_path / "cut")
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # G and D
+    fids = [metrics.quality(judge, small.x, *metrics.generate(gan.g, 200, 0, 10), kid_subsets=2)["fid"]
+            for gan in (whole, resumed)]
+    assert fids[0] == fids[1]
     records = map(json.loads, (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())
     steps = [r["step"] for r in records if r["kind"] == "step"]
     assert steps == list(range(1, 2 * (len(small.x) // 64) + 1))  # per iteration, none twice
@@ -152,22 +160,25 @@ def test_resumed_run_ends_equal_to_uninterrupted(small, tmp_path):
         ["epoch_001.png", "epoch_002.png"]
     g, d, loaded_cfg, state = load_generator(tmp_path / "cut")
     assert state["epoch"] == 2 and loaded_cfg == cfg and g.n_classes == 10
+    assert json.loads((tmp_path / "cut" / "config.json").read_text())["kind"] == "generate"
+    assert all(torch.equal(a, b) for a, b in zip(g.state_dict().values(), whole.g.state_dict().values(),
+                                                 strict=True))
 
 
 def test_nan_stops_with_the_step_named_and_keeps_the_last_checkpoint(small, tmp_path):
     cfg = GanConfig(epochs=1, **TINY)
-    GanTrainer(cfg, small, tmp_path, progress=False, tensorboard=False).fit()
+    _fit(cfg, small, tmp_path)
     before = (tmp_path / "checkpoint.pt").read_bytes()
-    trainer = GanTrainer(replace(cfg, epochs=2), small, tmp_path, progress=False, tensorboard=False)
+    trainer = gan_trainer(replace(cfg, epochs=2), small, tmp_path, progress=False, tensorboard=False)
     calls = {"n": 0}
 
     def poison(module, inputs, output):  # 3 D passes per step: NaN from the 3rd step of epoch 2
         calls["n"] += 1
         return output * float("nan") if calls["n"] > 6 else output
 
-    trainer.d.net[0].register_forward_hook(poison)
+    trainer.module.d.net[0].register_forward_hook(poison)
     step = len(small.x) // 64 + 3
-    with pytest.raises(NonFiniteLossError, match=rf"step {step} \(epoch 2\)"):
+    with pytest.raises(NonFiniteLossError, match=rf"step {step} \(epoch 2\): loss_d=nan"):
         trainer.fit()
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
@@ -175,9 +186,11 @@ def test_nan_stops_with_the_step_named_and_keeps_the_last_checkpoint(small, tmp_
 def test_checkpoint_of_another_configuration_is_refused(small, tmp_path):
     from dlapps.errors import CheckpointError
 
-    GanTrainer(GanConfig(epochs=1, **TINY), small, tmp_path, progress=False, tensorboard=False).fit()
+    _fit(GanConfig(epochs=1, **TINY), small, tmp_path)
+    config = (tmp_path / "config.json").read_bytes()
     with pytest.raises(CheckpointError, match="another configuration"):
-        GanTrainer(GanConfig(epochs=2, loss="minimax", **TINY), small, tmp_path, progress=False).fit()
+        gan_trainer(GanConfig(epochs=2, loss="minimax", **TINY), small, tmp_path, progress=False).fit()
+    assert (tmp_path / "config.json").read_bytes() == config  # refused before any write
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -197,9 +210,9 @@ def test_folder_data_unlabelled_non_square_resized_tiny_refused(tmp_path, small)
     data = load_gan_data(f"folder:{tmp_path / 'wide'}", 32, 3)
     assert data.x.shape == (5, 3, 32, 32) and data.test_x.shape == (1, 3, 32, 32) and not data.labelled
     with pytest.raises(DataError, match="labelled data"):
-        GanTrainer(GanConfig(conditional=True, channels=3, batch_size=4), data, tmp_path / "run")
-    GanTrainer(GanConfig(channels=3, batch_size=4, epochs=1, **{k: 8 for k in ("ngf", "ndf", "nz")}),
-               data, tmp_path / "run", progress=False, tensorboard=False).fit()  # unconditional is fine
+        gan_trainer(GanConfig(conditional=True, channels=3, batch_size=4), data, tmp_path / "run")
+    _fit(GanConfig(channels=3, batch_size=4, epochs=1, **{k: 8 for k in ("ngf", "ndf", "nz")}),
+         data, tmp_path / "run")  # unconditional is fine
     _write_pngs(tmp_path / "tiny", (4, 4))
     with pytest.raises(DataError, match="at least 8"):
         load_gan_data(f"folder:{tmp_path / 'tiny'}", 32, 1)
@@ -214,6 +227,8 @@ def test_config_errors():
         GanConfig(loss="minmax").validate()
     with pytest.raises(ConfigError, match="beta1_d"):
         GanConfig(beta1_d=1.5).validate()
+    with pytest.raises(ConfigError, match="conditional"):
+        GanConfig(d_conditional=False).validate()
 
 
 # --- metrics ---------------------------------------------------------------------------------
@@ -260,7 +275,7 @@ def test_class_index_out_of_range():
         check_class(build_gan(nz=8, ngf=8, ndf=8)[0], 3)
 
 
-# --- ablation grid -------------------------------------------------------------------------
+# --- compare grid -------------------------------------------------------------------------
 
 
 def test_grid_parsing_and_cells():
@@ -312,7 +327,13 @@ def test_cli_train_sample_interpolate_grid(tmp_path, digit_folder):
     for name in ("curves.png", "samples.png", "epochs.gif", "class_grid.png", "interpolation.png",
                  "interpolation_slerp.png", "confusion.png"):
         assert (cell / "figures" / name).is_file(), name
+    assert results["kind"] == cell_results["kind"] == "generate" and results["config"]["conditional"]
     assert b"<img" in (out / "report.html").read_bytes()
+    # --config: the cell's config.json with the same --out is the same run (kept, not retrained)
+    r = runner.invoke(app, ["gan", "train", "--config", str(cell / "config.json"), "--n-samples", "200",
+                            "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert comparable(json.loads((out / "results.json").read_text())) == comparable(results)
     for args, figure in ((["sample", str(out), "--class", "7", "--n", "20"], "samples.png"),
                          (["interpolate", str(out), "--slerp"], "interpolation_slerp.png"),
                          (["grid", str(cell)], "class_grid.png")):
@@ -326,6 +347,32 @@ def test_cli_train_sample_interpolate_grid(tmp_path, digit_folder):
     assert r.exit_code == 2 and "--conditional" in r.output
     r = runner.invoke(app, ["gan", "sample", str(tmp_path / "empty")])
     assert r.exit_code == 2 and "no trained GAN" in r.output
+    assert b"<img" in (tmp_path / "grid" / "report.html").read_bytes()
+
+
+@pytest.mark.parametrize("command", [["train"], ["compare", "--grid", "ngf=8,16"], []])
+def test_config_of_another_kind_is_refused(tmp_path, command):
+    other = tmp_path / "config.json"
+    other.write_text(json.dumps({"kind": "adapt", "source": "mnist5k", "epochs": 2}))
+    r = CliRunner().invoke(app, ["gan", *command, "--config", str(other), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2, r.output
+    assert "'adapt' run" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_report_section_and_render_from_the_run_alone(tmp_path, small):
+    from dlapps.config import config_dict
+    from dlapps.generate import report
+    from dlapps.runs import write_results
+
+    cfg = GanConfig(epochs=1, **TINY)
+    _fit(cfg, small, tmp_path)
+    (tmp_path / "figures" / "epochs" / "epoch_001.png").rename(tmp_path / "figures" / "samples.png")
+    write_results(tmp_path, "generate", config_dict(cfg), {"name": "dcgan-seed0", "fid": 12.5, "epochs": 1})
+    html = report.section(tmp_path, json.loads((tmp_path / "results.json").read_text()))
+    assert html.startswith("<h2>") and "<h3>Quality</h3>" in html and "12.5" in html and "<img" in html
+    page = report.render(tmp_path).read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<h1>dlapps gan: " in page
 
 
 def test_cells_in_worker_processes_equal_cells_trained_here(tmp_path, digit_folder):
@@ -337,7 +384,22 @@ def test_cells_in_worker_processes_equal_cells_trained_here(tmp_path, digit_fold
     there = run_variants(variants, [0], tmp_path / "there", n_samples=100, progress=False, workers=2)
     assert there["workers"] == 2
     for name in variants:
-        a, b = (torch.load(d / f"{name}-seed0" / "checkpoint.pt", weights_only=False)["module"]["g"]
+        a, b = (torch.load(d / f"{name}-seed0" / "checkpoint.pt", weights_only=True)["module"]
                 for d in (tmp_path / "here", tmp_path / "there"))
-        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("g."))
         assert here["variants"][name]["fid"] == there["variants"][name]["fid"]
+
+
+@pytest.mark.slow
+def test_killed_three_times_ends_as_an_uninterrupted_run(tmp_path, digit_folder):
+    """`dlapps gan train`, SIGKILLed at random moments and rerun with the same --out, ends with the
+    results.json of a run that was never interrupted (weights, FID, KID, IS, label accuracy)."""
+    args = ["gan", "train", "--data", f"imagefolder:{digit_folder}", "--conditional", "--epochs", "3",
+            "--ngf", "8", "--ndf", "8", "--nz", "16", "--batch-size", "32", "--n-samples", "100", "--quiet"]
+    whole = tmp_path / "whole"
+    dlapps(*args, "--out", whole)
+    out = tmp_path / "killed"
+    killed = kill_and_resume([*args, "--out", out], [*args, "--out", out], out, max_delay=1.5)
+    assert killed.pop("_kills") >= 1
+    assert comparable(killed) == comparable(json.loads((whole / "results.json").read_text()))
+    assert killed["variants"]["cdcgan"]["fid"]["mean"] > 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dlapps.adapt.grl import GradientReversal, grad_reverse
-from dlapps.adapt.schedules import annealed, lambda_schedule, lr_schedule, sigmoid_ramp, step_decay
+from dlapps.engine.schedules import annealed, lambda_schedule, lr_schedule, sigmoid_ramp, step_decay
 from dlapps.errors import ConfigError, UnknownNameError
 
 

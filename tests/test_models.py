@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from dlapps.config import PRESETS, AdaptConfig, preset
+from dlapps.adapt.config import PRESETS, AdaptConfig, preset
 from dlapps.errors import ConfigError, UnknownNameError
 from dlapps.models import build_digits_net
 

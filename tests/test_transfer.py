@@ -1,4 +1,5 @@
-"""Transfer learning: feature cache, classifiers, CV hygiene, bad inputs and the CLI end to end."""
+"""Transfer learning: feature cache, classifiers, CV hygiene, bad inputs, resuming a killed run and
+the CLI end to end."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dlapps.cli import app
-from dlapps.errors import ConfigError, DataError, UnknownNameError
+from dlapps.errors import CheckpointError, ConfigError, DataError, UnknownNameError
 from dlapps.models import pretrained as P
 from dlapps.transfer import classifiers as C
+from dlapps.transfer.config import CompareConfig, TransferConfig
+from dlapps.transfer.experiment import run_compare, run_transfer, stratified_subset
 from dlapps.transfer.features import cached_features
-from dlapps.transfer.study import TransferConfig, run_study, run_transfer, stratified_subset
+from killing import comparable, dlapps, kill_and_resume
 
 SIZE = 48  # EfficientNet-Lite0 input in these tests (fast; digits are 28x28 anyway)
 
@@ -177,24 +180,116 @@ def test_config_defaults_and_checks():
         TransferConfig(Cs=[0.0]).resolved()
 
 
-def test_study_sweeps_layers_and_lists_missing_taps(digits, tmp_path):
-    cfg = TransferConfig(per_class=10, test_per_class=10, image_size=32, Cs=[0.1, 10.0], folds=2)
-    res = run_study(digits, ["efficientnet_lite0"], ["pool", "stage6", "relu7"], cfg, tmp_path,
-                    progress=False)
+def test_compare_sweeps_layers_and_lists_missing_taps(digits, tmp_path):
+    cfg = CompareConfig(layers=["pool", "stage6", "relu7"], per_class=10, test_per_class=10, image_size=32,
+                        Cs=[0.1, 10.0], folds=2)
+    res = run_compare(cfg, tmp_path, progress=False, data=digits)
     assert [c["layer"] for c in res["cells"]] == ["pool", "stage6"]
     assert res["skipped"][0]["layer"] == "relu7" and "pool" in res["skipped"][0]["taps"]
     assert len(res["cells"][0]["runs"][0]["cv_curve"]) == 2 and (tmp_path / "report.html").exists()
+    assert res["kind"] == "transfer" and res["mode"] == "compare" and res["config"]["data"] == "mnist5k"
+    # a rerun into the same directory reads the finished cells back
+    again = run_compare(cfg, tmp_path, progress=False, data=digits)
+    assert comparable(again["cells"]) == comparable(res["cells"])
+
+
+def test_registries_name_the_valid_choices():
+    assert C.CLASSIFIERS.names() == ["svm", "probe", "fc", "finetune", "scratch"]
+    with pytest.raises(UnknownNameError, match="Did you mean 'finetune'"):
+        C.CLASSIFIERS["fintune"]
+    with pytest.raises(UnknownNameError, match="Did you mean 'vgg16'"):
+        P.load_backbone("vgg61")
+    assert P.backbone_names() == ["alexnet", "efficientnet_lite0", "resnet18", "squeezenet1_1", "vgg16"]
+
+
+# --- resuming ----------------------------------------------------------------------------------
+
+TINY = dict(classifiers=["finetune"], per_class=3, test_per_class=3, image_size=32, epochs=3, batch_size=8)
+
+
+def test_resumed_finetune_equals_an_uninterrupted_one(digits, tmp_path, monkeypatch):
+    from dlapps.engine import trainer
+
+    cfg = TransferConfig(data="mnist5k", **TINY)
+    whole = run_transfer(cfg, tmp_path / "whole", progress=False, data=digits)
+
+    class Killed(Exception):
+        pass
+
+    saved = []
+    real_save = trainer.save_checkpoint
+
+    def save_then_die(run_dir, state):
+        real_save(run_dir, state)
+        saved.append(state["epoch"])
+        if len(saved) == 2:
+            raise Killed  # as if the process died after epoch 2's checkpoint
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run_transfer(cfg, tmp_path / "resumed", progress=False, data=digits)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    assert not (tmp_path / "resumed" / "finetune-seed0" / "cell.json").exists()
+    steps = []
+    forward = C._ImageClassifier.forward
+    monkeypatch.setattr(C._ImageClassifier, "forward", lambda self, *a: steps.append(1) or forward(self, *a))
+    resumed = run_transfer(cfg, tmp_path / "resumed", progress=False, data=digits)
+    assert len(steps) == 30 // 8  # only the last epoch was trained again
+    assert comparable(resumed) == comparable(whole)
+    cells = [json.loads((tmp_path / d / "finetune-seed0" / "cell.json").read_text())
+             for d in ("whole", "resumed")]
+    assert cells[0]["pred"] == cells[1]["pred"] and len(cells[0]["epoch_loss"]) == 3
+    # the directory of a run continues only that run
+    with pytest.raises(ConfigError, match="epochs"):
+        run_transfer(TransferConfig(data="mnist5k", **{**TINY, "epochs": 4}), tmp_path / "resumed",
+                     progress=False, data=digits)
+    # a checkpoint written for other settings is refused, not resumed
+    with pytest.raises(CheckpointError, match="another configuration"):
+        net = P.with_new_head(P.load_backbone("efficientnet_lite0", False).at_size(32), 10)
+        few = stratified_subset(digits.train_y, 2, 0)
+        C.train_network(net, "classifier", C.Split(digits.train_x[few], digits.train_y[few], "train"),
+                        C.Split(digits.test_x[:4], digits.test_y[:4], "test"), lambda x: x, epochs=1, lr=1e-3,
+                        backbone_lr_factor=0.1, batch_size=8, seed=0, progress=False, fingerprint="other",
+                        run_dir=tmp_path / "whole" / "finetune-seed0")
+
+
+@pytest.mark.slow
+def test_killed_finetune_run_ends_as_an_uninterrupted_one(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"kind": "transfer", "data": "mnist5k", **TINY, "per_class": 4,
+                                  "epochs": 12}))
+    args = ["transfer", "--config", config, "--workers", "1", "-q", "--out"]
+    reference = dlapps(*args, tmp_path / "whole")
+    assert reference.returncode == 0, reference.stderr
+    killed = kill_and_resume([*args, tmp_path / "killed"], [*args, tmp_path / "killed"], tmp_path / "killed",
+                             max_delay=1.5)
+    assert killed.pop("_kills") >= 1
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert comparable(killed) == comparable(whole)
+
+
+def test_config_of_another_kind_is_refused(tmp_path):
+    other = tmp_path / "config.json"
+    other.write_text(json.dumps({"kind": "adapt", "source": "mnist5k"}))
+    runner = CliRunner()
+    for command in (["transfer"], ["transfer", "compare"]):
+        r = runner.invoke(app, [*command, "--config", str(other), "--out", str(tmp_path / "run")])
+        assert r.exit_code == 2 and "'adapt' run" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 # --- command line ------------------------------------------------------------------------------
 
 
-def test_cli_unknown_layer_and_backbone():
+def test_cli_unknown_layer_and_backbone(tmp_path):
     runner = CliRunner()
-    r = runner.invoke(app, ["transfer", "--layer", "relu7", "--classifier", "svm"])
+    r = runner.invoke(app, ["transfer", "--layer", "relu7", "--classifier", "svm", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "pool" in r.output and "relu7" in r.output
-    r = runner.invoke(app, ["transfer", "study", "--data", "digits", "--backbones", "vgg61"])
+    assert not (tmp_path / "config.json").exists()  # refused before anything is written
+    r = runner.invoke(app, ["transfer", "compare", "--data", "digits", "--backbones", "vgg61"])
     assert r.exit_code == 2 and "vgg16" in r.output
+    r = runner.invoke(app, ["transfer", "--classifier", "svn"])
+    assert r.exit_code == 2 and "Did you mean 'svm'" in r.output
 
 
 def test_cli_run_and_activations(tmp_path):
@@ -204,9 +299,14 @@ def test_cli_run_and_activations(tmp_path):
     out = tmp_path / "run"
     r = runner.invoke(app, ["transfer", "--data", "digits", "--classifier", "svm,probe", "--per-class",
                             "10", "--test-per-class", "5", "--image-size", "32", "--C", "0.1,1",
-                            "--out", str(out), "--quiet"])
+                            "--out", str(out), "--quiet", "--workers", "1"])
     assert r.exit_code == 0, r.output
-    assert set(json.loads((out / "results.json").read_text())["test_acc"]) == {"svm", "probe"}
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["test_acc"]) == {"svm", "probe"} and saved["kind"] == "transfer"
+    assert json.loads((out / "config.json").read_text())["kind"] == "transfer"
+    from dlapps.transfer import report
+
+    assert "features + linear SVM" in report.section(out, saved)
     photo = tmp_path / "chelsea.png"
     Image.fromarray(data.chelsea()).save(photo)
     r = runner.invoke(app, ["transfer", "activations", str(photo), "--image-size", "128", "--out",

@@ -36,7 +36,8 @@ def csv_list(text: str | None) -> list[str] | None:
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
-    """``"0,1,2"`` or ``"0:3"`` -> ``[0, 1, 2]``; a bare ``"3"`` is the single seed 3."""
+    """``"0,1,2"`` or ``"0:3"`` -> ``[0, 1, 2]``; a bare ``"3"`` is the single seed 3 — in every
+    command (``--seeds`` is always a list of seeds, never a count)."""
     if text is None:
         return None
     try:
@@ -71,3 +72,14 @@ def parse_method_options(items: list[str] | None) -> dict[str, dict] | None:
 def default_run_dir(area: str) -> Path:
     """``runs/<area>-<timestamp>``: where a command writes when no ``--out`` is given."""
     return Path("runs") / f"{area}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+# The options every command that trains shares, defined once so they read the same everywhere.
+SEEDS = typer.Option(None, "--seeds",
+                     help="seeds: a list 0,1,2 or a range 0:3 (3 alone is seed 3); default 0")
+OUT = typer.Option(None, "--out", help="run directory; default runs/<command>-<timestamp>")
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars")
+WORKERS = typer.Option(None, "--workers",
+                       help="cells trained at once, one process each; default one per core")
+DEVICE = typer.Option(None, "--device", help="auto, cpu or cuda; default auto (or the --config file's)")
+CONFIG = typer.Option(None, "--config", help="settings from a config.json (given options override it)")

@@ -1,179 +1,78 @@
-"""Experiment configurations as dataclasses, saved as ``config.json`` in every run directory.
+"""What every area's configuration shares: one file format, one merge rule.
 
-A configuration is built from a preset (``paper`` or ``fast``, the default), then the user's
-overrides (command-line options or ``--config FILE``); :meth:`AdaptConfig.validate` rejects
-values that make no sense before anything runs. ``fingerprint()`` hashes the fields that change
-what a training run computes, so a checkpoint is never resumed under another configuration.
+Each area keeps its settings in a dataclass in ``<area>/config.py`` with a class attribute
+``kind`` (``"adapt"``, ``"transfer"``, ...). A run directory holds it as ``config.json`` with
+that ``kind`` beside the fields; ``--config FILE`` reads one back, and the command's options
+override it. :func:`merge` is the one function that does this for every area:
+
+    cfg = merge(AdaptConfig, path_or_None, {"epochs": 3, "lr": None}, base=preset("fast"))
+
+* a file written for another kind of run is refused with one line naming both kinds;
+* a key the dataclass does not have is refused (a misspelt setting would otherwise be ignored);
+* options that are None were not given and do not override;
+* the result is validated (``config.validate()`` when the class has one).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from dlapps.errors import ConfigError, UnknownNameError
+from dlapps.errors import ConfigError
+from dlapps.io import atomic_write_json
 
-
-@dataclass
-class AdaptConfig:
-    """Everything a ``dlapps adapt`` run depends on."""
-
-    source: str = "mnist5k"
-    target: str = "mnistm5k"
-    methods: list[str] = field(default_factory=lambda: ["source", "dann", "target"])
-    seeds: list[int] = field(default_factory=lambda: [0])
-    preset: str = "fast"
-    epochs: int = 12
-    batch_size: int = 32  # per domain: 32 source + 32 target per step
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_schedule: str = "anneal"  # anneal | step | constant
-    lr_alpha: float = 10.0
-    lr_beta: float = 0.75
-    lambda_schedule: str = "sigmoid"  # sigmoid | constant
-    gamma: float = 10.0
-    lambda_max: float = 1.0
-    arch: str = "auto"  # auto | mnist | svhn
-    image_size: int | None = None  # None: the architecture's own (28 mnist, 32 svhn)
-    batchnorm: bool = False
-    dropout: float | None = None  # None: the architecture's own
-    domain_hidden: list[int] | None = None  # None: the architecture's own
-    photos: str | None = None  # MNIST-M backgrounds: auto | skimage | bsds500 | a folder
-    device: str = "auto"
-    amp: bool = True
-    tsne: bool = True
-    tsne_points: int = 500  # per domain
-    a_distance: bool = True
-    log_every: int = 10
-    # --- added with the methods beyond DANN (issue 3); left out of the fingerprint at their
-    # defaults, so runs made before they existed still resume
-    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"dan": {"weight": 2}}
-    train_limit: int | None = None  # use a fixed stratified subset of this many training images
-    selection: bool = True  # per-epoch label-free selection criteria and target ECE
-
-    # --- derived -------------------------------------------------------------------------------
-    def resolved_arch(self) -> str:
-        if self.arch != "auto":
-            return self.arch
-        # the paper's SVHN network for pairs with real-photo digits/objects; else the MNIST one
-        return "svhn" if {self.source, self.target} & {"svhn", "cifar10"} else "mnist"
-
-    def resolved_image_size(self) -> int:
-        from dlapps.models import ARCHS
-
-        return self.image_size or ARCHS[self.resolved_arch()]
-
-    def validate(self) -> AdaptConfig:
-        from dlapps.adapt.methods import get_method
-        from dlapps.adapt.schedules import LAMBDA_SCHEDULES, LR_SCHEDULES
-        from dlapps.models import ARCHS
-
-        if not self.methods:
-            raise ConfigError("give at least one method")
-        for m in self.methods:
-            get_method(m)
-        if not self.seeds:
-            raise ConfigError("give at least one seed")
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0 or self.momentum < 0:
-            raise ConfigError("momentum and weight decay must not be negative")
-        if self.optimizer not in ("sgd", "adam"):
-            raise UnknownNameError("optimizer", self.optimizer, ("sgd", "adam"))
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UnknownNameError("learning-rate schedule", self.lr_schedule, LR_SCHEDULES)
-        if self.lambda_schedule not in LAMBDA_SCHEDULES:
-            raise UnknownNameError("lambda schedule", self.lambda_schedule, LAMBDA_SCHEDULES)
-        if self.arch != "auto" and self.arch not in ARCHS:
-            raise UnknownNameError("architecture", self.arch, [*ARCHS, "auto"])
-        if self.image_size is not None and self.image_size < 16:
-            raise ConfigError(f"--image-size must be at least 16, got {self.image_size}")
-        if self.tsne_points < 10:
-            raise ConfigError("--tsne-points must be at least 10")
-        if self.train_limit is not None and self.train_limit < 10:
-            raise ConfigError(f"--train-limit must be at least 10, got {self.train_limit}")
-        if not isinstance(self.method_options, dict) or not all(
-                isinstance(v, dict) for v in self.method_options.values()):
-            raise ConfigError("method_options must map a method name to a dict of its settings")
-        for section, given in self.method_options.items():
-            check_method_options(section, given)
-        return self
-
-    def training_fingerprint(self, method: str, seed: int) -> str:
-        """Hash of what one (method, seed) training run computes; guards --resume."""
-        ignore = {"methods", "seeds", "device", "tsne", "tsne_points", "a_distance", "log_every",
-                  "preset", "selection"}
-        d = {k: v for k, v in asdict(self).items() if k not in ignore}
-        for key, default in (("method_options", {}), ("train_limit", None)):
-            if d[key] == default:
-                del d[key]
-        d.update(method=method, seed=seed)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-    # --- files ---------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AdaptConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**d)
-
-    @classmethod
-    def load(cls, path: Path) -> AdaptConfig:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+C = TypeVar("C")
+KIND = "kind"
 
 
-def check_method_options(section: str, given: dict[str, Any]) -> None:
-    """``method_options[section]`` names a registered method and only the settings it declares
-    (a misspelt setting would otherwise be ignored without a word)."""
-    from dlapps.adapt.methods import SUFFIX, get_method
+def config_dict(config: Any) -> dict[str, Any]:
+    """The fields of a config dataclass, ``kind`` first (what ``config.json`` holds)."""
+    return {KIND: type(config).kind, **asdict(config)}
 
-    if section.endswith(SUFFIX):
-        raise ConfigError(f"the settings of {section!r} go under {section[: -len(SUFFIX)]!r} and "
-                          f"{SUFFIX[1:]!r}, each method its own")
-    declared = get_method(section).options
-    unknown = sorted(set(given) - set(declared))
+
+def save_config(config: Any, path: Path) -> Path:
+    return atomic_write_json(Path(path), config_dict(config))
+
+
+def read_config_file(cls: type[C], path: Path) -> dict[str, Any]:
+    """The fields of ``path`` for a ``cls`` config; refuses another kind's file and unknown keys."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration {path} is not a JSON object")
+    kind = raw.pop(KIND, None)
+    if kind is not None and kind != cls.kind:
+        raise ConfigError(f"{path} is the configuration of a '{kind}' run, not of a '{cls.kind}' "
+                          f"run; give `dlapps {cls.kind}` a config.json written by `dlapps {cls.kind}`")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - names)
     if unknown:
-        raise ConfigError(f"unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)} for method "
-                          f"{section!r}; its settings: {', '.join(declared) or 'none'}")
+        raise ConfigError(f"unknown {cls.kind} configuration key{'s' * (len(unknown) > 1)} in {path}: "
+                          f"{', '.join(unknown)}")
+    return raw
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # Ganin & Lempitsky: SGD momentum 0.9, mu0 = 0.01 annealed (alpha 10, beta 0.75), lambda_p with
-    # gamma = 10, batch 64 + 64, mean subtraction only, the papers' networks unchanged; 100 epochs
-    # as in the course reports' longest run.
-    "paper": dict(epochs=100, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9,
-                  weight_decay=0.0, lr_schedule="anneal", lr_alpha=10.0, lr_beta=0.75,
-                  lambda_schedule="sigmoid", gamma=10.0, lambda_max=1.0, batchnorm=False,
-                  dropout=None, domain_hidden=None),
-    # The defaults (the dataclass above): the paper's networks, losses, optimizer and schedules,
-    # with batches of 32 + 32 (twice the updates per epoch) and 12 epochs, which reaches the
-    # paper's picture in minutes on a laptop CPU (docs/RESULTS.md compares the two). A larger
-    # initial learning rate (0.02-0.03) is faster but made DANN collapse on some seeds.
-    "fast": dict(),
-}
+def merge(cls: type[C], path: Path | None, overrides: dict[str, Any], base: C | None = None) -> C:
+    """``base`` (default: ``cls()``), then the file at ``path``, then the non-None ``overrides``;
+    validated."""
+    if not is_dataclass(cls):
+        raise TypeError(f"{cls} is not a dataclass")
+    config = base if base is not None else cls()
+    if path is not None:
+        config = replace(config, **read_config_file(cls, path))
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:  # a bug in a caller, not a user's mistake
+        raise TypeError(f"{cls.__name__} has no fields {unknown}")
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    validate = getattr(config, "validate", None)
+    return validate() if validate is not None else config
 
 
-def preset(name: str, **overrides: Any) -> AdaptConfig:
-    """An :class:`AdaptConfig` from preset ``name`` with ``overrides`` (None values ignored)."""
-    if name not in PRESETS:
-        raise UnknownNameError("preset", name, PRESETS)
-    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-    return replace(AdaptConfig(preset=name), **values)
+def load_config(cls: type[C], path: Path) -> C:
+    """A config saved by :func:`save_config` (or by an older dlapps, without ``kind``)."""
+    return merge(cls, path, {})

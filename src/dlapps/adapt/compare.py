@@ -17,17 +17,16 @@ directory made with other training settings is refused (it would mix two experim
 
 from __future__ import annotations
 
-import html
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from dlapps.adapt.experiment import CONFIG, RESULTS, environment, run_adapt
+from dlapps.adapt.config import AdaptConfig
+from dlapps.adapt.experiment import CONFIG, environment, run_adapt
 from dlapps.adapt.paper import paper_numbers
-from dlapps.config import AdaptConfig
+from dlapps.config import config_dict, load_config, save_config
 from dlapps.errors import ConfigError
-from dlapps.io import atomic_write_bytes, atomic_write_json
+from dlapps.runs import write_results
 
 DEFAULT_METHODS = ["source", "dann", "dan", "coral", "adda", "drcn", "cdan", "dann+self-train"]
 DEFAULT_PAIRS = ["mnist5k:mnistm5k", "syndigits:mnist5k", "mnist5k:digits", "fashion:fashionm"]
@@ -50,11 +49,11 @@ def pair_dir(out: Path, source: str, target: str) -> Path:
 def run_pair(config: AdaptConfig, run_dir: Path, progress: bool = True, workers: int | None = 1) -> dict:
     """Train (or continue) one pair's run directory with ``config``'s methods and seeds."""
     if (run_dir / CONFIG).is_file():
-        saved = AdaptConfig.load(run_dir / CONFIG)
+        saved = load_config(AdaptConfig, run_dir / CONFIG)
         if saved.training_fingerprint("-", 0) != config.training_fingerprint("-", 0):
             raise ConfigError(f"{run_dir} was trained with other settings; use another --out "
                               "or the settings of its config.json")
-        atomic_write_json(run_dir / CONFIG, config.validate().to_dict())  # methods/seeds may grow
+        save_config(config.validate(), run_dir / CONFIG)  # methods/seeds may grow
         return run_adapt(config, resume=run_dir, progress=progress, workers=workers)
     return run_adapt(config, out=run_dir, progress=progress, workers=workers)
 
@@ -77,7 +76,8 @@ def run_compare(methods: list[str], pairs: list[str], seeds: list[int], out: Pat
             "train_images": {"source": results["data"]["source"]["train"],
                              "target": results["data"]["target"]["train"]}}
     results = {"methods": list(methods), "pairs": list(pairs), "seeds": list(seeds),
-               "config": {**base.to_dict(), "source": None, "target": None, "methods": list(methods),
+               "command": "compare",
+               "config": {**config_dict(base), "source": None, "target": None, "methods": list(methods),
                           "seeds": list(seeds)},
                "grid": grid, "environment": environment(),
                "wall_seconds": round(time.perf_counter() - started, 1)}
@@ -87,16 +87,7 @@ def run_compare(methods: list[str], pairs: list[str], seeds: list[int], out: Pat
 
 def write_compare(out: Path, results: dict) -> None:
     """results.json, compare.md, figures/compare.png and report.html of a finished grid."""
-    from dlapps.report import figures, tables
-    from dlapps.report.html import embed_png, page
+    from dlapps.adapt.report import render
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / RESULTS, results)
-    atomic_write_bytes(out / "compare.md", tables.compare_markdown(results).encode())
-    chart = figures.compare_bars(out, results)
-    body = (f"<h1>dlapps adapt compare</h1><p class=muted>{len(results['methods'])} methods × "
-            f"{len(results['pairs'])} pairs × {len(results['seeds'])} seeds · "
-            f"{results['wall_seconds']} s wall (this invocation)</p>"
-            + tables.compare_html(results) + embed_png(chart, "target accuracy per method and pair")
-            + f"<h2>Configuration</h2><pre>{html.escape(json.dumps(results['config'], indent=2))}</pre>")
-    atomic_write_bytes(out / "report.html", page("dlapps: methods compared", body))
+    write_results(out, "adapt", results["config"], results)
+    render(out)

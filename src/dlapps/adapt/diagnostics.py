@@ -25,11 +25,6 @@ def batched(fn, x: torch.Tensor, device: torch.device, batch_size: int = 1000) -
     return torch.cat(outs) if outs else torch.empty(0)
 
 
-def accuracy_on(method, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
-    logits = batched(method.predict, x, device)
-    return float((logits.argmax(1) == y).float().mean())
-
-
 def domain_accuracy(method, xs: torch.Tensor, xt: torch.Tensor, device: torch.device) -> float | None:
     """Accuracy of the method's domain classifier on source (label 0) and target (label 1)."""
     if not method.trains_discriminator:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dlapps.adapt.config import AdaptConfig
 from dlapps.adapt.diagnostics import (
     batched,
     domain_accuracy,
@@ -37,20 +38,20 @@ from dlapps.adapt.diagnostics import (
 from dlapps.adapt.methods import get_method
 from dlapps.adapt.methods.base import Method
 from dlapps.adapt.paper import gap_closed, paper_numbers
-from dlapps.adapt.schedules import lr_schedule
 from dlapps.adapt.selection import criteria, expected_calibration_error, pick
-from dlapps.config import AdaptConfig
+from dlapps.config import config_dict, load_config, save_config
 from dlapps.data import Domain, load_domain
 from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
 from dlapps.engine import distributed as ddp
 from dlapps.engine.device import environment
 from dlapps.engine.parallel import resolve_workers, run_parallel
+from dlapps.engine.schedules import lr_schedule
 from dlapps.errors import ConfigError, DataError
 from dlapps.io import atomic_torch_save, atomic_write_json
+from dlapps.runs import write_results
 
 FINAL = "final.json"
 SELECTION_SAMPLES = 1000  # training images per domain the label-free criteria look at
-RESULTS = "results.json"
 CONFIG = "config.json"
 
 
@@ -100,9 +101,15 @@ def cell_name(method: str, seed: int) -> str:
 
 
 def build_method(config: AdaptConfig, pair: Pair, method: str, seed: int):
+    """The method ``method`` over the run's network, initialised from ``seed``: the papers' digit
+    network, or new heads on a pretrained backbone (``config.backbone``)."""
     from dlapps.models import build_digits_net
+    from dlapps.models.adaptation import build_backbone_net
 
     seed_everything(seed)
+    if config.backbone is not None:
+        net = build_backbone_net(config.backbone, len(pair.source.classes), config.resolved_image_size())
+        return get_method(method)(net, config)
     net = build_digits_net(config.resolved_arch(), 3, config.resolved_image_size(),
                            len(pair.source.classes), pair.mean, batchnorm=config.batchnorm,
                            dropout=config.dropout, domain_hidden=config.domain_hidden)
@@ -232,7 +239,7 @@ def prepare_run_dir(config: AdaptConfig, out: Path | None, resume: Path | None) 
         run_dir = Path(resume)
         if not (run_dir / CONFIG).is_file():
             raise ConfigError(f"cannot resume {run_dir}: it holds no {CONFIG}")
-        saved = AdaptConfig.load(run_dir / CONFIG)
+        saved = load_config(AdaptConfig, run_dir / CONFIG)
         saved.device = config.device  # where to run may change; what to compute may not
         return saved.validate(), run_dir
     run_dir = Path(out) if out else Path("runs") / f"adapt-{datetime.now():%Y%m%d-%H%M%S}"
@@ -255,7 +262,7 @@ def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None 
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume is None:
-            atomic_write_json(run_dir / CONFIG, config.to_dict())
+            save_config(config, run_dir / CONFIG)
     started = time.perf_counter()
     cells = [(method, seed) for method in config.methods for seed in config.seeds]
     finals = {c: run_dir / cell_name(*c) / FINAL for c in cells}
@@ -268,7 +275,7 @@ def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None 
     done.update(zip(todo, run_parallel(train_cell, jobs, workers, "cells", progress), strict=True))
     runs = [done[c] for c in cells]
     results = {
-        "config": config.to_dict(),
+        "command": "run",
         "data": {"source": {"name": config.source, "train": len(pair.source.train_y),
                             "test": len(pair.source.test_y), **pair.source.info},
                  "target": {"name": config.target, "train": len(pair.target.train_y),
@@ -280,11 +287,11 @@ def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None 
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     if dist.main:
-        atomic_write_json(run_dir / RESULTS, results)
+        results = json.loads(write_results(run_dir, "adapt", config_dict(config), results).read_text())
         if report:
-            from dlapps.report.html import render_run
+            from dlapps.adapt.report import render
 
-            render_run(run_dir)
+            render(run_dir)
     ddp.barrier(dist)
     ddp.teardown(dist)
     results["run_dir"] = str(run_dir)

@@ -1,4 +1,4 @@
-"""The published numbers our tables print beside ours (target accuracy; ../PAPERS.md §1).
+"""The published numbers our tables print beside ours (target accuracy; docs/PAPERS.md §1).
 
 Ganin & Lempitsky (ICML 2015) Table 1, with the JMLR 2016 Table 2 values where they differ.
 """

@@ -13,12 +13,9 @@ from dlapps.errors import DataError
 
 def preview(name: str, out: Path, per_class: int = 8, photos: str | None = None) -> Path:
     """Write a PNG with ``per_class`` training images of every class of domain ``name``."""
-    import matplotlib
+    from dlapps.report import grid_image, pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dlapps.report.figures import grid_image
+    plt = pyplot()
 
     domain = load_domain(name, photos=photos)
     if domain.train_x.ndim != 4:
@@ -41,8 +38,4 @@ def preview(name: str, out: Path, per_class: int = 8, photos: str | None = None)
     ax.set_xticks([])
     ax.set_title(f"{name}: {len(domain.train_y):,} train / {len(domain.test_y):,} test, "
                  f"{'x'.join(map(str, domain.shape))}", fontsize=9)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return save_figure(fig, Path(out))

@@ -29,15 +29,15 @@ def index_stream(n: int, count: int, generator: torch.Generator) -> torch.Tensor
 
 @dataclass
 class Labelled:
-    """Images (uint8, N,C,H,W) and int64 labels of one domain's training split."""
+    """Images (uint8, N,C,H,W) — or any rows (N, ...), e.g. features — and N int64 labels."""
 
     x: torch.Tensor
     y: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.x.ndim != 4 or len(self.x) != len(self.y):
-            raise ConfigError(f"need images (N,C,H,W) and N labels, got {tuple(self.x.shape)} "
-                              f"and {tuple(self.y.shape)}")
+        if self.x.ndim < 2 or len(self.x) != len(self.y):
+            raise ConfigError(f"need rows (N, ...) such as images (N,C,H,W) and N labels, got "
+                              f"{tuple(self.x.shape)} and {tuple(self.y.shape)}")
 
     def to(self, device: torch.device) -> Labelled:
         return Labelled(self.x.to(device), self.y.to(device))

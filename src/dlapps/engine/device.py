@@ -13,8 +13,10 @@ from dlapps.errors import ConfigError, UnknownNameError
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error, not a silent CPU run."""
+def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` (or None) picks CUDA when present; ``cuda`` without a GPU is an error, not a
+    silent CPU run."""
+    name = name or "auto"
     if name not in DEVICES and not name.startswith("cuda:"):
         raise UnknownNameError("device", name, DEVICES)
     if name == "auto":

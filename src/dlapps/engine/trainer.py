@@ -1,53 +1,93 @@
-"""The one training loop.
+"""The one training loop of the project.
 
-:class:`Trainer` runs any module whose ``forward(*batch, progress)`` returns a dict of losses
-(``"loss"`` is minimised; everything else is logged): every domain adaptation method, and the
-supervised baselines. Per step it sets the learning rate from the schedule, runs the step under
-autocast (CUDA), checks the loss is finite (else :class:`NonFiniteLossError` naming the step; the
-last checkpoint is left as it was), and steps the optimizer. Per epoch it evaluates, logs, and
-writes ``checkpoint.pt`` atomically. ``fit()`` on a run directory that holds a checkpoint
-continues from it and reaches the same final numbers as an uninterrupted run (the batch order is a
-function of (seed, epoch) and the RNG state is restored).
+:class:`Trainer` runs every training in dlapps: the domain adaptation methods and their
+baselines, the GANs (G and D), transfer learning's heads and fine-tuning, the GAN judge, and
+every area to come. A step may drive one model with one optimizer or several models with
+several optimizers (the shape of Lightning's manual optimisation, with Dassl's named
+optimizers):
+
+* **automatic** — the module's ``forward(*batch, progress)`` returns a dict of losses;
+  ``"loss"`` is minimised with the only optimizer, the rest is logged. Every domain adaptation
+  method is such a module, so the engine can wrap it in DistributedDataParallel.
+* **manual** — the module sets ``manual_optimization = True`` and defines
+  ``training_step(batch, progress, step)``; it calls ``step.optimize(name, loss)`` for each
+  update (zero the grads, backward, step the optimizer called ``name``) and returns the numbers
+  to log. A GAN updates D then G; ADDA's stages or a teacher's EMA fit the same shape.
+
+Either way, per step the engine sets every optimizer's learning rate from its schedule (times a
+group's ``lr_mult``; no schedule leaves the rates as they are), runs the step under autocast
+(CUDA), refuses a non-finite loss *before* the update it would feed (:class:`NonFiniteLossError`
+naming the step; the last checkpoint is left as it was), and logs. Per epoch it evaluates, calls
+``epoch_end``, logs, and writes ``checkpoint.pt`` atomically (module, every optimizer, position,
+RNG, history). ``fit()`` on a run directory that holds a checkpoint continues from it and reaches
+the same final numbers as an uninterrupted run (the batch order is a function of (seed, epoch)
+and the RNG state is restored). ``run_dir=None`` trains in memory: no log, no checkpoint (a
+linear probe's 200 full-batch epochs need neither).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dlapps.engine.batches import PairedBatches
 from dlapps.engine.checkpoint import load_checkpoint, save_checkpoint
 from dlapps.engine.device import autocast
 from dlapps.engine.distributed import Dist, barrier
 from dlapps.engine.runlog import RunLog
+from dlapps.engine.schedules import Schedule
 from dlapps.engine.seeding import rng_state, set_rng_state
 from dlapps.errors import ConfigError, NonFiniteLossError
 
-Schedule = Callable[[float], float]
+MAIN = "main"
+
+
+class Step:
+    """What a manual ``training_step`` is handed: the optimizers by name and ``optimize``."""
+
+    def __init__(self, optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+        self.optimizers = optimizers
+        self.index = 0  # global step, 1-based while a step runs
+        self.epoch = 0  # 1-based
+
+    def optimize(self, name: str, loss: torch.Tensor, /, **logged: torch.Tensor | float) -> None:
+        """One update of optimizer ``name`` on ``loss``: refused when ``loss`` is not finite
+        (before any gradient reaches the weights), else zero grads, backward, step."""
+        if not torch.isfinite(loss):
+            values = logged or {name: loss}
+            raise NonFiniteLossError(self.index, self.epoch, {
+                k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in values.items()})
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
 
 class Trainer:
     """Train ``module`` on ``batches`` for ``epochs`` epochs, checkpointing into ``run_dir``.
 
-    ``optimizer``'s param groups may carry an ``lr_mult``; the schedule gives the base rate.
-    ``evaluate(module)`` returns a dict of numbers at the end of every epoch.
+    ``optimizer`` is one optimizer or a dict of named ones (a manual module's ``step.optimize``
+    names them); ``lr_schedule`` likewise one schedule for every optimizer, a dict by name, or
+    None (constant rates). Param groups may carry an ``lr_mult`` on the schedule's rate.
+    ``evaluate(module)`` returns a dict of numbers at the end of every epoch;
+    ``epoch_end(epoch, module)`` (1-based epoch) may write figures.
     """
 
     def __init__(
         self,
         module: nn.Module,
-        batches: PairedBatches,
-        optimizer: torch.optim.Optimizer,
-        lr_schedule: Schedule,
+        batches,
+        optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer],
+        lr_schedule: Schedule | Mapping[str, Schedule] | None,
         epochs: int,
-        run_dir: Path,
+        run_dir: Path | None,
         *,
         evaluate: Callable[[nn.Module], dict] | None = None,
+        epoch_end: Callable[[int, nn.Module], None] | None = None,
         device: torch.device | None = None,
         amp: bool = True,
         dist: Dist | None = None,
@@ -62,12 +102,25 @@ class Trainer:
         self.device = device or torch.device("cpu")
         self.dist = dist or Dist()
         self.module = module.to(self.device)
+        self.manual = bool(getattr(module, "manual_optimization", False))
+        if self.manual and self.dist.active:
+            raise ConfigError("a step that drives several optimizers does not run under torchrun yet; "
+                              "run it in one process")
         self.batches = batches.to(self.device)
-        self.optimizer = optimizer
-        self.lr_schedule = lr_schedule
+        self.optimizers = dict(optimizer) if isinstance(optimizer, Mapping) else {MAIN: optimizer}
+        if not self.manual and list(self.optimizers) != [MAIN]:
+            raise ConfigError("a module that returns one loss trains with exactly one optimizer")
+        if lr_schedule is None or isinstance(lr_schedule, Mapping):
+            self.schedules = dict(lr_schedule or {})
+        else:
+            self.schedules = dict.fromkeys(self.optimizers, lr_schedule)
+        unknown = set(self.schedules) - set(self.optimizers)
+        if unknown:
+            raise ConfigError(f"schedules for optimizers that do not exist: {sorted(unknown)}")
         self.epochs = epochs
-        self.run_dir = Path(run_dir)
+        self.run_dir = None if run_dir is None else Path(run_dir)
         self.evaluate = evaluate
+        self.epoch_end = epoch_end
         self.amp = amp
         self.fingerprint = fingerprint
         self.log_every = max(1, log_every)
@@ -76,6 +129,11 @@ class Trainer:
         self.tensorboard = tensorboard
         self.total_steps = epochs * batches.steps_per_epoch
         self.history: list[dict] = []
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The only optimizer of an automatic module."""
+        return self.optimizers[MAIN]
 
     def _step_module(self) -> nn.Module:
         if not self.dist.active:
@@ -88,20 +146,26 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
 
+    def _optimizer_states(self) -> dict:
+        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
+
     def fit(self) -> list[dict]:
         """Train (or continue training) to the last epoch; returns the per-epoch history."""
-        state = load_checkpoint(self.run_dir, self.fingerprint)  # refuses bad files before any write
+        saving = self.run_dir is not None
+        # refuses bad files before any write
+        state = load_checkpoint(self.run_dir, self.fingerprint) if saving else None
         start_epoch, step, seconds = 0, 0, 0.0
         if state is not None:
             self.module.load_state_dict(state["module"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizer"][name])
             set_rng_state(state["rng"])
             start_epoch, step, seconds = state["epoch"], state["step"], state["seconds"]
             self.history = list(state["history"])
         if start_epoch >= self.epochs:
             return self.history
-        log = RunLog(self.run_dir, self.dist.main, resume_step=step if state else None,
-                     tensorboard=self.tensorboard)
+        log = RunLog(self.run_dir or Path("."), saving and self.dist.main,
+                     resume_step=step if state else None, tensorboard=self.tensorboard)
         step_module = self._step_module()
         bar = tqdm(total=self.total_steps, initial=step, disable=not self.progress, desc=self.desc,
                    leave=False, dynamic_ncols=True)
@@ -115,12 +179,14 @@ class Trainer:
                     self.module.eval()
                     record.update(self.evaluate(self.module))
                     self.module.train()
+                if self.epoch_end is not None:
+                    self.epoch_end(epoch + 1, self.module)
                 self.history.append(record)
                 log.write("epoch", record)
                 log.flush()
-                if self.dist.main:
+                if saving and self.dist.main:
                     save_checkpoint(self.run_dir, {
-                        "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "module": self.module.state_dict(), "optimizer": self._optimizer_states(),
                         "epoch": epoch + 1, "step": step, "rng": rng_state(),
                         "history": self.history, "fingerprint": self.fingerprint, "seconds": seconds,
                     })
@@ -132,24 +198,31 @@ class Trainer:
             log.close()
         return self.history
 
+    def _set_rates(self, progress: float) -> float | None:
+        lr = None
+        for name, schedule in self.schedules.items():
+            lr = schedule(progress)
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = lr * group.get("lr_mult", 1.0)
+        return lr
+
     def _train_epoch(self, step_module, epoch: int, step: int, log: RunLog, bar) -> int:
         self.module.train()
         window: dict[str, torch.Tensor | float] = {}
         count = 0
+        ctx = Step(self.optimizers)
+        ctx.epoch = epoch + 1
         for batch in self.batches.epoch(epoch):
             progress = step / self.total_steps
-            lr = self.lr_schedule(progress)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_mult", 1.0)
-            with autocast(self.device, self.amp):
-                out = step_module(*batch, progress)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                values = {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in out.items()}
-                raise NonFiniteLossError(step + 1, epoch + 1, values)  # 1-based, as in the log
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            lr = self._set_rates(progress)
+            ctx.index = step + 1
+            if self.manual:
+                with autocast(self.device, self.amp):
+                    out = step_module.training_step(batch, progress, ctx)
+            else:
+                with autocast(self.device, self.amp):
+                    out = step_module(*batch, progress)
+                ctx.optimize(MAIN, out["loss"], **out)
             step += 1
             count += 1
             for k, v in out.items():
@@ -157,10 +230,12 @@ class Trainer:
                 window[k] = window[k] + v if k in window else v
             if step % self.log_every == 0 or step == self.total_steps:
                 record = {k: float(v) / count for k, v in window.items()}
-                log.write("step", {"step": step, "epoch": epoch + 1, "progress": progress,
-                                   "lr": lr, **record})
+                extra = {} if lr is None else {"lr": lr}
+                log.write("step", {"step": step, "epoch": epoch + 1, "progress": progress, **extra,
+                                   **record})
                 bar.update(count)
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
+                if "loss" in record:
+                    bar.set_postfix(loss=f"{record['loss']:.3f}")
                 window, count = {}, 0
         bar.update(count)
         return step

@@ -2,8 +2,9 @@
 
 ``--layer first`` is the network's first convolution (its first 16 filters are the course's
 figure: edge, colour and blob detectors); any other value is a dotted module path inside the
-pixel-space model (e.g. ``net.features.3`` — ``dlapps explain activations --list-layers`` prints
-them). The output is recorded by a forward hook that lives only inside the call.
+pixel-space model (e.g. ``net.features.3``; ``dlapps explain activations IMAGE --layer NAME``
+with a name that is not a layer answers with the list of the convolutions). The output is
+recorded by a forward hook that lives only inside the call.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ Attacks (targeted when ``target`` is given, else untargeted against the clean pr
 
 :func:`success_curve` gives the success rate against ε in one call (foolbox style): FGSM and PGD
 run once per ε; minimum-perturbation attacks (naive, DeepFool) run once and count an image as a
-success at ε when its perturbation's norm is ≤ ε.
+success at ε when its perturbation's norm is ≤ ε. :data:`ATTACKS` registers them by name with
+their norm and default budget.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 
 from dlapps.errors import ConfigError, UnknownNameError
 from dlapps.explain.models import ExplainModel
+from dlapps.registry import Registry
 
 ALREADY = "already the target: nothing to do"
 
@@ -295,9 +297,30 @@ def deepfool(
     return _iterate("deepfool", model, x, target, make_step, max_iter)
 
 
-ATTACKS = ("naive", "fgsm", "pgd", "pgd-l2", "deepfool")
-NORM = {"naive": "l2", "fgsm": "linf", "pgd": "linf", "pgd-l2": "l2", "deepfool": "l2"}  # each one's ε
-DEFAULT_EPS = {"fgsm": 2 / 255, "pgd": 2 / 255, "pgd-l2": 0.5}
+@dataclass(frozen=True)
+class AttackSpec:
+    """What the runner needs to know about an attack besides its function."""
+
+    run: Callable[..., AttackResult]  # (model, x, target, eps, **options) -> AttackResult
+    norm: str  # the norm its ε is measured in: "linf" or "l2"
+    minimal: bool  # a minimum-perturbation attack (no ε): run once, success at ε when ‖δ‖ ≤ ε
+    default_eps: float | None = None  # the budget when none is given (ε attacks)
+    options: tuple[str, ...] = ()  # the settings the command line passes through (max_iter)
+    needs_target: bool = False
+
+
+ATTACKS: Registry[AttackSpec] = Registry("attack")
+ATTACKS.register("naive", AttackSpec(
+    lambda model, x, target, eps, **o: naive(model, x, target, **o), "l2", True,
+    options=("max_iter",), needs_target=True))
+ATTACKS.register("fgsm", AttackSpec(
+    lambda model, x, target, eps, **o: fgsm(model, x, eps, target), "linf", False, 2 / 255))
+ATTACKS.register("pgd", AttackSpec(
+    lambda model, x, target, eps, **o: pgd(model, x, eps, target, norm="linf", **o), "linf", False, 2 / 255))
+ATTACKS.register("pgd-l2", AttackSpec(
+    lambda model, x, target, eps, **o: pgd(model, x, eps, target, norm="l2", **o), "l2", False, 0.5))
+ATTACKS.register("deepfool", AttackSpec(
+    lambda model, x, target, eps, **o: deepfool(model, x, target, **o), "l2", True, options=("max_iter",)))
 
 
 def run_attack(
@@ -308,17 +331,10 @@ def run_attack(
     eps: float | None = None,
     **options,
 ) -> AttackResult:
-    """Dispatch by name: ``naive``, ``fgsm``, ``pgd`` (L∞), ``pgd-l2`` or ``deepfool``."""
-    if method not in ATTACKS:
-        raise UnknownNameError("attack", method, ATTACKS)
-    if method == "naive":
-        return naive(model, x, target, **options)
-    if method == "deepfool":
-        return deepfool(model, x, target, **options)
-    eps = DEFAULT_EPS[method] if eps is None else eps
-    if method == "fgsm":
-        return fgsm(model, x, eps, target)
-    return pgd(model, x, eps, target, norm="l2" if method == "pgd-l2" else "linf", **options)
+    """Dispatch by name (see :data:`ATTACKS`): ``naive``, ``fgsm``, ``pgd`` (L∞), ``pgd-l2`` or
+    ``deepfool``; ``eps`` defaults to the attack's own budget."""
+    spec = ATTACKS[method]
+    return spec.run(model, x, target, spec.default_eps if eps is None else eps, **options)
 
 
 def success_curve(
@@ -331,13 +347,13 @@ def success_curve(
 ) -> list[dict]:
     """Success rate (and mean norms of the successful perturbations) for each ε, in one call.
 
-    ε is measured in the attack's own norm, :data:`NORM` (L∞ for FGSM and PGD, L2 for the rest).
+    ε is measured in the attack's own norm (``ATTACKS[method].norm``: L∞ for FGSM and PGD, L2 for
+    the rest).
     """
-    if method in ("naive", "deepfool"):
+    spec = ATTACKS[method]
+    if spec.minimal:
         res = run_attack(model, x, method, target, **options)
-        runs = [
-            (eps, res, (res.linf if NORM[method] == "linf" else res.l2) <= eps + 1e-9) for eps in epsilons
-        ]
+        runs = [(eps, res, (res.linf if spec.norm == "linf" else res.l2) <= eps + 1e-9) for eps in epsilons]
     else:
         runs = []
         for eps in epsilons:

@@ -12,7 +12,12 @@ mean-subtracted input) in [0,1] pixel space. Each iteration:
 
 Start from noise (mid-grey plus N(0, 0.1²), seeded) or from a real image (``init``). The
 target's softmax probability is recorded at every iteration and snapshots are kept at chosen
-iterations, so a single run gives the "over iterations" row of the parameter sweep.
+iterations, so a single run gives the "over iterations" row of the parameter comparison
+(:func:`compare`).
+
+The ascent keeps its own loop rather than :class:`dlapps.engine.Trainer`: it optimises one image,
+not a model, with a normalised step (no torch optimizer), seeded jitter and a periodic blur, and
+has nothing to checkpoint (a run is seconds).
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ import torch
 import torchvision.transforms.functional as TF
 from tqdm import tqdm
 
-from dlapps.errors import ConfigError
+from dlapps.errors import ConfigError, UnknownNameError
 from dlapps.explain.models import ExplainModel
 
 
 @dataclass
 class ClassVisSettings:
-    """The course's defaults (PAPERS.md §4): l2 = 1e-3, lr = 5, blur every 10, 200 iterations."""
+    """The course's defaults (docs/PAPERS.md §4): l2 = 1e-3, lr = 5, blur every 10, 200 iterations."""
 
     iters: int = 200
     lr: float = 5.0
@@ -117,10 +122,11 @@ def class_visualization(
     return ClassVisResult(target, x[0].cpu(), probs, scores, snaps)
 
 
-SWEEPS = {"lr": (1.0, 5.0, 25.0), "l2": (0.0, 1e-3, 1e-2), "blur_every": (0, 10, 50)}
+COMPARE_GRID = {"lr": (1.0, 5.0, 25.0), "l2": (0.0, 1e-3, 1e-2), "blur_every": (0, 10, 50)}
+PARAMETERS = ("lr", "l2", "blur_every", "blur_sigma", "jitter", "seed")  # what compare can vary
 
 
-def sweep(
+def compare(
     model: ExplainModel,
     target: int,
     base: ClassVisSettings | None = None,
@@ -137,7 +143,10 @@ def sweep(
     from dataclasses import replace
 
     base = (base or ClassVisSettings()).validate()
-    grid = SWEEPS if grid is None else grid
+    grid = COMPARE_GRID if grid is None else grid
+    for name in grid:
+        if name not in PARAMETERS:
+            raise UnknownNameError("class-visualisation parameter", name, PARAMETERS)
     longest = replace(base, iters=max(iter_points))
     run = class_visualization(model, target, longest, init, snapshots=iter_points, progress=progress)
     rows: dict[str, list[tuple[float, ClassVisResult]]] = {"iters": []}
@@ -145,11 +154,6 @@ def sweep(
         snap = ClassVisResult(target, run.snapshots[n], run.probabilities[: n + 1], run.scores[: n + 1])
         rows["iters"].append((n, snap))
     for name, values in grid.items():
-        if not hasattr(base, name):
-            raise ConfigError(
-                f"unknown class-visualisation parameter {name!r}; sweep lr, l2, blur_every, "
-                "blur_sigma or jitter"
-            )
         kind = type(getattr(base, name))
         rows[name] = [
             (v, class_visualization(model, target, replace(base, **{name: kind(v)}), init, progress=progress))

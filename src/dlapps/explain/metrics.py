@@ -29,29 +29,38 @@ trapezoid rule on f, so it is normalised to [0, 1] (the probability's own scale)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 from dlapps.explain.models import ExplainModel
+from dlapps.registry import Registry
 
-SUBSTRATES = ("mean", "black")
+SUBSTRATES: Registry[Callable[[ExplainModel], torch.Tensor]] = Registry("deletion substrate")
+
+
+@SUBSTRATES.register("mean")
+def normalisation_mean(model: ExplainModel) -> torch.Tensor:
+    """The colour the model's :class:`~dlapps.models.digits.Normalize` maps to zero (RISE's
+    ``zeros_like`` of the normalised input); black for a model without one."""
+    from dlapps.models.digits import Normalize
+
+    for module in model.net.modules():
+        if isinstance(module, Normalize):
+            return module.mean[0].detach().to(model.device)
+    return torch.zeros(1, 1, 1, device=model.device)
+
+
+@SUBSTRATES.register("black")
+def black(model: ExplainModel) -> torch.Tensor:
+    return torch.zeros(1, 1, 1, device=model.device)
 
 
 def deletion_substrate(model: ExplainModel, substrate: str = "mean") -> torch.Tensor:
-    """The pixel colour (C,1,1) a deleted pixel takes: the one the model's normalisation maps to
-    zero (``"mean"``; black for a model without a :class:`~dlapps.models.digits.Normalize`), or
-    ``"black"``."""
-    from dlapps.errors import UnknownNameError
-    from dlapps.models.digits import Normalize
-
-    if substrate not in SUBSTRATES:
-        raise UnknownNameError("deletion substrate", substrate, SUBSTRATES)
-    if substrate == "mean":
-        for module in model.net.modules():
-            if isinstance(module, Normalize):
-                return module.mean[0].detach().to(model.device)
-    return torch.zeros(1, 1, 1, device=model.device)
+    """The pixel colour (C,1,1) a deleted pixel takes, by name (see :data:`SUBSTRATES`)."""
+    return SUBSTRATES[substrate](model)
 
 
 def tile_ranks(saliency_map: torch.Tensor, patch: int) -> tuple[torch.Tensor, int]:

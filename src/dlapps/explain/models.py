@@ -27,17 +27,17 @@ import torch
 from torch import nn
 
 from dlapps.errors import CheckpointError, UnknownNameError
+from dlapps.registry import Registry
 
 # The layer Grad-CAM reads for each backbone (a dotted module path inside Backbone.net): the last
 # spatial feature maps before global pooling, after their non-linearity. Other models: see
 # :func:`last_spatial_layer`.
-GRADCAM_LAYERS = {
-    "squeezenet1_1": "features",
-    "vgg16": "features.29",
-    "alexnet": "features.11",
-    "resnet18": "layer4",
-    "efficientnet_lite0": "bn2",
-}
+GRADCAM_LAYERS: Registry[str] = Registry("Grad-CAM layer")
+GRADCAM_LAYERS.register("squeezenet1_1", "features")
+GRADCAM_LAYERS.register("vgg16", "features.29")
+GRADCAM_LAYERS.register("alexnet", "features.11")
+GRADCAM_LAYERS.register("resnet18", "layer4")
+GRADCAM_LAYERS.register("efficientnet_lite0", "bn2")
 
 
 @dataclass
@@ -182,7 +182,8 @@ def from_backbone(bb) -> ExplainModel:
 
 def load_checkpoint_model(path: Path) -> ExplainModel:
     """A digits network trained by ``dlapps adapt``: ``RUN/<cell>``, ``RUN/<cell>/checkpoint.pt``."""
-    from dlapps.config import AdaptConfig
+    from dlapps.adapt.config import AdaptConfig
+    from dlapps.config import load_config
     from dlapps.data.domains import DIGIT_CLASSES, FASHION_CLASSES
     from dlapps.engine.checkpoint import load_checkpoint
     from dlapps.models import build_digits_net
@@ -195,7 +196,7 @@ def load_checkpoint_model(path: Path) -> ExplainModel:
     config_file = cell.parent / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"{cell} is not inside a dlapps adapt run: {config_file} is missing")
-    config = AdaptConfig.load(config_file)
+    config = load_config(AdaptConfig, config_file)  # refuses another kind's config.json
     state = load_checkpoint(cell)["module"]
     weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     head = [k for k in weights if k.startswith("classifier.") and k.endswith(".weight")]

@@ -16,6 +16,8 @@ class per image, and returns maps (N,H,W), non-negative, larger = more important
   a new CAM variant subclasses it and overrides :meth:`CAM.channel_weights` only (see
   :class:`GradCAMPlusPlus`). Hooks live only inside a ``with`` block, so they are released after
   use and on exceptions (no leaked hooks holding activations).
+
+:data:`METHODS` and :data:`BASELINES` are the registries of these by name (``"vanilla"``, ...).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlapps.explain.models import ExplainModel, record_output
+from dlapps.registry import Registry
+
+SaliencyFn = Callable[[ExplainModel, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def score_gradient(net: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -161,24 +166,23 @@ def smooth_random_map(
     return F.interpolate(grid, size=x.shape[2:], mode="bicubic", align_corners=False)[:, 0].to(x.device)
 
 
-BASELINES = {"random": random_map, "random-smooth": smooth_random_map}
-METHODS: dict[str, Callable[[ExplainModel, torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "vanilla": vanilla,
-    "smoothgrad": smoothgrad,
-    "ig": integrated_gradients,
-    "gradcam": gradcam,
-    "gradcampp": gradcampp,
-}
+BASELINES: Registry[SaliencyFn] = Registry("saliency baseline")
+BASELINES.register("random", random_map)
+BASELINES.register("random-smooth", smooth_random_map)
+
+METHODS: Registry[SaliencyFn] = Registry("saliency method")
+METHODS.register("vanilla", vanilla)
+METHODS.register("smoothgrad", smoothgrad)
+METHODS.register("ig", integrated_gradients)
+METHODS.register("gradcam", gradcam)
+METHODS.register("gradcampp", gradcampp)
 
 
 def saliency(
     model: ExplainModel, x: torch.Tensor, target: torch.Tensor | None = None, method: str = "vanilla"
 ) -> torch.Tensor:
     """Maps (N,H,W) by ``method`` (see :data:`METHODS`); the target defaults to the prediction."""
-    from dlapps.errors import UnknownNameError
-
-    if method not in METHODS:
-        raise UnknownNameError("saliency method", method, METHODS)
+    fn = METHODS[method]  # an unknown name: UnknownNameError with "did you mean"
     x = x.to(model.device)
     target = model.predict(x)[0] if target is None else target.to(model.device)
-    return METHODS[method](model, x, target)
+    return fn(model, x, target)

@@ -1,17 +1,20 @@
-"""GANs: DCGAN and conditional DCGAN, their ablations, and quality measured offline.
+"""GANs: DCGAN and conditional DCGAN, their comparisons, and quality measured offline.
 
-dcgan.py (G, D, init) · losses.py (D loss, non-saturating/minimax G loss) · data.py (domains in
-[-1, 1]) · train.py (the two-optimizer loop on the engine's parts) · metrics.py (classifier
-FID/KID/IS, label accuracy) · sampling.py (samples, lerp/slerp, class grid) · experiment.py
-(variants x seeds, resumable) · ablate.py (the grid) · figures.py (curves, grids, report).
+config.py (GanConfig) · dcgan.py (G, D, init) · losses.py (D loss, non-saturating/minimax G
+loss) · gan.py (the GAN module the engine's Trainer steps: D then G) · data.py (domains in
+[-1, 1]) · metrics.py (classifier FID/KID/IS, label accuracy) · sampling.py (samples,
+lerp/slerp, class grid) · experiment.py (variants x seeds, resumable) · compare.py (the grid) ·
+report.py (curves, grids, the page) · cli.py (``dlapps gan``).
 """
 
 import importlib
 
 # Lazy, so that `dlapps --help` (which imports the command modules) does not import torch.
 _EXPORTS = {"Discriminator": "dcgan", "Generator": "dcgan", "build_gan": "dcgan",
-            "discriminator_loss": "losses", "generator_loss": "losses",
-            "GanConfig": "train", "GanTrainer": "train", "load_generator": "train"}
+            "discriminator_loss": "losses", "generator_loss": "losses", "GanConfig": "config",
+            "GAN": "gan", "gan_trainer": "gan", "load_generator": "gan",
+            "run_default": "experiment", "run_train": "experiment", "run_variants": "experiment",
+            "run_compare": "compare"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -2,8 +2,12 @@
 
     dlapps gan                       DCGAN and cDCGAN on mnist5k, offline (the embedded default)
     dlapps gan train [--data mnist5k] [--conditional] [--nz 100 --ngf 32 --ndf 32 --epochs 5]
-    dlapps gan ablate --grid ngf=8,32,128 nz=10,100,1000 loss=nonsat,minimax ...
+    dlapps gan compare --grid ngf=8,32,128 nz=10,100,1000 loss=nonsat,minimax ...
     dlapps gan sample RUN_DIR [--class 7];  dlapps gan interpolate RUN_DIR [--slerp];  dlapps gan grid RUN_DIR
+
+Every command that trains takes --seeds, --out, --quiet, --workers, --device and --config (a
+config.json of a GAN run; given options override it), and resumes when run again with the same
+--out.
 """
 
 from __future__ import annotations
@@ -12,26 +16,29 @@ from pathlib import Path
 
 import typer
 
-from dlapps.cli_support import default_run_dir, parse_seeds, user_errors
+from dlapps.cli_support import (
+    CONFIG,
+    DEVICE,
+    OUT,
+    QUIET,
+    SEEDS,
+    WORKERS,
+    default_run_dir,
+    parse_seeds,
+    user_errors,
+)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  help="DCGAN and conditional DCGAN: train, ablate, sample, interpolate, class grid. "
+                  help="DCGAN and conditional DCGAN: train, compare, sample, interpolate, class grid. "
                        "With no command: DCGAN and cDCGAN on mnist5k at the default budget, offline.")
 
-OUT = typer.Option(None, help="output directory; default runs/gan-<timestamp>")
-SEEDS = typer.Option(None, help="seeds, e.g. 0,1,2 or 0:3; default 0")
 N_SAMPLES = typer.Option(5000, help="generated images the quality metrics use")
-QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars")
-WORKERS = typer.Option(None, help="cells trained at once, one process each; default one per CPU core")
 
 
 def _print(results: dict, out: Path) -> None:
-    from dlapps.generate.figures import metrics_table
+    from dlapps.generate.report import metrics_table, quality_rows
 
-    rows = {name: v for name, v in results["variants"].items()}
-    if results.get("floor"):
-        rows["real vs real (floor)"] = results["floor"]
-    typer.echo(metrics_table(rows, markdown=True))
+    typer.echo(metrics_table(quality_rows(results), markdown=True), nl=False)
     typer.echo(f"n = {results['n_samples']} generated samples; results in {out}/results.json, "
                f"report in {out}/report.html")
 
@@ -39,38 +46,43 @@ def _print(results: dict, out: Path) -> None:
 @app.callback(invoke_without_command=True)
 @user_errors
 def default(ctx: typer.Context, out: Path = OUT, seeds: str = SEEDS, n_samples: int = N_SAMPLES,
-            quiet: bool = QUIET, workers: int = WORKERS) -> None:
+            quiet: bool = QUIET, workers: int = WORKERS, device: str = DEVICE, config: Path = CONFIG) -> None:
     """With no sub-command: DCGAN and cDCGAN on mnist5k at the default budget, offline."""
     if ctx.invoked_subcommand is not None:
         return
-    from dlapps.generate.experiment import default_variants, run_variants
+    from dlapps.config import merge
+    from dlapps.engine.device import resolve_device
+    from dlapps.generate.config import GanConfig
+    from dlapps.generate.experiment import default_config, run_default
 
+    base = merge(GanConfig, config, {}, base=default_config())
+    dev = resolve_device(device)
     out = out or default_run_dir("gan")
-    results = run_variants(default_variants(), parse_seeds(seeds) or [0], out, n_samples=n_samples,
-                           progress=not quiet, title="dlapps gan: DCGAN and cDCGAN on mnist5k",
-                           workers=workers)
+    results = run_default(out, parse_seeds(seeds), base=base, n_samples=n_samples, progress=not quiet,
+                          workers=workers, device=dev)
     _print(results, out)
 
 
 @app.command()
 @user_errors
 def train(
-    data: str = typer.Option("mnist5k", help="a dlapps domain or folder:PATH (unlabelled)"),
-    conditional: bool = typer.Option(False, "--conditional", help="cDCGAN: G and D see the class"),
-    d_unconditional: bool = typer.Option(False, "--cdx", help="D without y (cD(x) ablation)"),
-    size: int = typer.Option(32, help="image side: 32 or 64 (one more block)"),
-    channels: int = typer.Option(1, help="1 (grey) or 3 (colour)"),
-    nz: int = typer.Option(100, help="latent size"),
-    ngf: int = typer.Option(32, help="G's width"),
-    ndf: int = typer.Option(32, help="D's width"),
-    init: str = typer.Option("dcgan", help="dcgan (N(0, 0.02)) or default (PyTorch's)"),
-    loss: str = typer.Option("nonsat", help="generator loss: nonsat or minimax"),
-    batch_size: int = typer.Option(128, help="images per step"),
-    lr_g: float = typer.Option(2e-4, help="G's Adam learning rate"),
-    lr_d: float = typer.Option(2e-4, help="D's Adam learning rate"),
-    beta1_g: float = typer.Option(0.5, help="G's Adam beta1"),
-    beta1_d: float = typer.Option(0.5, help="D's Adam beta1"),
-    epochs: int = typer.Option(5, help="passes over the training images"),
+    data: str = typer.Option(None, help="a dlapps domain or folder:PATH (unlabelled); default mnist5k"),
+    conditional: bool = typer.Option(None, "--conditional/--unconditional",
+                                     help="cDCGAN: G and D see the class (default: unconditional)"),
+    cdx: bool = typer.Option(False, "--cdx", help="D without y (cD(x) ablation; with --conditional)"),
+    size: int = typer.Option(None, help="image side: 32 (default) or 64 (one more block)"),
+    channels: int = typer.Option(None, help="1 (grey, default) or 3 (colour)"),
+    nz: int = typer.Option(None, help="latent size; default 100"),
+    ngf: int = typer.Option(None, help="G's width; default 32"),
+    ndf: int = typer.Option(None, help="D's width; default 32"),
+    init: str = typer.Option(None, help="dcgan (N(0, 0.02), default) or default (PyTorch's)"),
+    loss: str = typer.Option(None, help="generator loss: nonsat (default) or minimax"),
+    batch_size: int = typer.Option(None, help="images per step; default 128"),
+    lr_g: float = typer.Option(None, help="G's Adam learning rate; default 2e-4"),
+    lr_d: float = typer.Option(None, help="D's Adam learning rate; default 2e-4"),
+    beta1_g: float = typer.Option(None, help="G's Adam beta1; default 0.5"),
+    beta1_d: float = typer.Option(None, help="D's Adam beta1; default 0.5"),
+    epochs: int = typer.Option(None, help="passes over the training images; default 5"),
     seeds: str = SEEDS,
     n_samples: int = N_SAMPLES,
     inception_weights: Path = typer.Option(None, help="pt_inception-2015-12-05-6726825d.pth: adds the "
@@ -78,51 +90,58 @@ def train(
     out: Path = OUT,
     quiet: bool = QUIET,
     workers: int = WORKERS,
+    device: str = DEVICE,
+    config: Path = CONFIG,
 ) -> None:
     """Train a DCGAN (or cDCGAN) per seed, measure it offline and draw it."""
-    from dlapps.generate.experiment import run_variants
-    from dlapps.generate.train import GanConfig
+    from dlapps.config import merge
+    from dlapps.engine.device import resolve_device
+    from dlapps.generate.config import GanConfig
+    from dlapps.generate.experiment import run_train
 
-    if d_unconditional and not conditional:
-        from dlapps.errors import ConfigError
-
-        raise ConfigError("--cdx (D without y) only makes sense with --conditional")
-    config = GanConfig(data=data, size=size, channels=channels, conditional=conditional,
-                       d_conditional=not d_unconditional, nz=nz, ngf=ngf, ndf=ndf, init=init, loss=loss,
-                       batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, beta1_g=beta1_g, beta1_d=beta1_d,
-                       epochs=epochs)
-    name = ("cdx" if d_unconditional else "cdcgan") if conditional else "dcgan"
+    cfg = merge(GanConfig, config, {
+        "data": data, "size": size, "channels": channels, "conditional": conditional,
+        "d_conditional": False if cdx else None, "nz": nz, "ngf": ngf, "ndf": ndf, "init": init,
+        "loss": loss, "batch_size": batch_size, "lr_g": lr_g, "lr_d": lr_d, "beta1_g": beta1_g,
+        "beta1_d": beta1_d, "epochs": epochs})
+    dev = resolve_device(device)
     out = out or default_run_dir("gan")
-    results = run_variants({name: config}, parse_seeds(seeds) or [0], out, n_samples=n_samples,
-                           progress=not quiet, inception_weights=inception_weights,
-                           title=f"dlapps gan train: {name} on {data}", workers=workers)
+    results = run_train(cfg, out, parse_seeds(seeds), n_samples=n_samples,
+                        inception_weights=inception_weights, progress=not quiet, workers=workers, device=dev)
     _print(results, out)
 
 
 @app.command()
 @user_errors
-def ablate(
+def compare(
     grid: str = typer.Option(..., help="factors and values, e.g. 'ngf=8,32,128 loss=nonsat,minimax'"),
     more: list[str] = typer.Argument(None, help="further factors (ndf=8,32 nz=10,100 ...)"),
-    data: str = typer.Option("mnist5k", help="a dlapps domain"),
-    conditional: bool = typer.Option(False, "--conditional", help="ablate the cDCGAN"),
-    epochs: int = typer.Option(5, help="epochs per cell"),
-    batch_size: int = typer.Option(128, help="images per step"),
+    data: str = typer.Option(None, help="a dlapps domain; default mnist5k"),
+    conditional: bool = typer.Option(None, "--conditional/--unconditional", help="compare cDCGANs"),
+    epochs: int = typer.Option(None, help="epochs per cell; default 5"),
+    batch_size: int = typer.Option(None, help="images per step; default 128"),
     product: bool = typer.Option(False, "--product", help="the full product of the grid"),
     seeds: str = SEEDS,
     n_samples: int = typer.Option(2000, help="generated images per cell for the metrics"),
     out: Path = OUT,
     quiet: bool = QUIET,
     workers: int = WORKERS,
+    device: str = DEVICE,
+    config: Path = CONFIG,
 ) -> None:
-    """Vary one factor at a time around the default (or --product); resumable with the same --out."""
-    from dlapps.generate.ablate import parse_grid, run_ablation
-    from dlapps.generate.train import GanConfig
+    """Vary one factor at a time around the base (or --product); resumable with the same --out."""
+    from dlapps.config import merge
+    from dlapps.engine.device import resolve_device
+    from dlapps.generate.compare import parse_grid, run_compare
+    from dlapps.generate.config import GanConfig
 
-    base = GanConfig(data=data, conditional=conditional, epochs=epochs, batch_size=batch_size)
+    base = merge(GanConfig, config, {"data": data, "conditional": conditional, "epochs": epochs,
+                                     "batch_size": batch_size})
+    factors = parse_grid([grid, *(more or [])])
+    dev = resolve_device(device)
     out = out or default_run_dir("gan")
-    results = run_ablation(base, parse_grid([grid, *(more or [])]), out, parse_seeds(seeds), product,
-                           n_samples, progress=not quiet, workers=workers)
+    results = run_compare(base, factors, out, parse_seeds(seeds), product, n_samples, progress=not quiet,
+                          workers=workers, device=dev)
     _print(results, out)
 
 

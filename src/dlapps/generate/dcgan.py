@@ -2,7 +2,7 @@
 
 The generator maps z ~ N(0, I) (nz values, seen as an nz x 1 x 1 image) to an image in [-1, 1]
 through transposed convolutions that double the side at each block; the discriminator mirrors it
-with strided convolutions down to one probability D(x) = P(x is real). At 32x32 (PAPERS.md §5)::
+with strided convolutions down to one probability D(x) = P(x is real). At 32x32 (docs/PAPERS.md §5)::
 
     G: ConvT(nz→4ngf,4,1,0)+BN+ReLU → ConvT(→2ngf,4,2,1)+BN+ReLU → ConvT(→ngf,4,2,1)+BN+ReLU
        → ConvT(→nc,4,2,1)+Tanh

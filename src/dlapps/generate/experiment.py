@@ -3,11 +3,13 @@
 A run directory looks like::
 
     runs/gan-20261123-101500/
-      results.json          per variant: metrics mean ± std over seeds, the real-vs-real floor,
-                            the judge's test accuracy, environment
+      results.json          kind "generate": per variant, metrics mean ± std over seeds, the
+                            real-vs-real floor, the judge's test accuracy, config, environment
+      config.json           the base GanConfig (``--config`` reads it back)
       report.html           table + curves + sample grids of every variant (self-contained)
       figures/              curves.png, samples.png (one panel per variant)
-      cdcgan-seed0/         one cell: config.json, checkpoint.pt, metrics.jsonl, TensorBoard
+      cdcgan-seed0/         one cell (trained by the engine's Trainer, see gan.py): config.json,
+                            checkpoint.pt, metrics.jsonl, TensorBoard
                             events, figures/ (epochs/*.png, epochs.gif, samples.png, curves.png,
                             class_grid.png, interpolation*.png, confusion.png), results.json
                             (written last: a cell with it is done), report.html
@@ -18,18 +20,23 @@ interrupted one continues from its last epoch checkpoint.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import statistics
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-from dlapps.engine.device import environment
+import torch
+
+from dlapps.config import config_dict, save_config
 from dlapps.engine.parallel import resolve_workers, run_parallel
 from dlapps.errors import ConfigError
-from dlapps.generate import figures
+from dlapps.generate import report
+from dlapps.generate.config import GanConfig
 from dlapps.generate.data import GanData, load_gan_data
+from dlapps.generate.gan import CONFIG, gan_trainer, save_png
 from dlapps.generate.metrics import (
     Embedded,
     Judge,
@@ -41,11 +48,10 @@ from dlapps.generate.metrics import (
     real_floor,
 )
 from dlapps.generate.sampling import class_grid, interpolate
-from dlapps.generate.train import GanConfig, GanTrainer, save_png
-from dlapps.io import atomic_write_json
+from dlapps.runs import RESULTS, write_results
 
-RESULTS = "results.json"
-METRIC_KEYS = ("fid", "kid", "is", "label_acc", "sec_per_epoch")
+KIND = "generate"
+METRIC_KEYS = ("fid", "kid", "is", "label_acc", "seconds_per_epoch")
 DEFAULT_N_SAMPLES = 5000
 # The embedded default's budget (`dlapps gan`): both GANs, one process each, in < 5 min on 2 cores.
 # What limits it is the cDCGAN's label accuracy, which grows with the number of updates, not with
@@ -57,64 +63,61 @@ DEFAULT_BATCH = 16
 
 
 def _read_json(path: Path) -> dict | None:
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def _grid(images, columns: int = 10):
-    from dlapps.report.figures import grid_image
+def _grid(images: torch.Tensor, columns: int = 10):
+    from dlapps.report import grid_image
 
     return grid_image(images.numpy(), rows=-(-len(images) // columns))
 
 
-def cell_figures(cell: Path, trainer: GanTrainer, result: dict, classes: list[str]) -> dict[str, Path]:
+def cell_figures(cell: Path, g: torch.nn.Module, seed: int, result: dict, classes: list[str]) -> None:
     """Curves, the final grid, the GIF, interpolations, class grid and confusion of one cell."""
     fig_dir = cell / "figures"
-    g, seed = trainer.g, trainer.config.seed
     last = sorted((fig_dir / "epochs").glob("epoch_*.png"))[-1]
-    out = {"samples (fixed noise, last epoch)": shutil.copyfile(last, fig_dir / "samples.png"),
-           "training curves": figures.training_curves({cell.name: cell}, fig_dir / "curves.png")}
-    figures.epochs_gif(cell, fig_dir / "epochs.gif")
+    shutil.copyfile(last, fig_dir / "samples.png")
+    report.training_curves({cell.name: cell}, fig_dir / "curves.png")
+    report.epochs_gif(cell, fig_dir / "epochs.gif")
     for spherical in (False, True):
         name = "interpolation_slerp" if spherical else "interpolation"
-        out[name.replace("_", " ")] = save_png(_grid(interpolate(g, 8, 10, spherical, seed=seed)),
-                                               fig_dir / f"{name}.png")
+        save_png(_grid(interpolate(g, 8, 10, spherical, seed=seed)), fig_dir / f"{name}.png")
     if g.n_classes:
-        out["class x shared z"] = save_png(_grid(class_grid(g, seed=seed)), fig_dir / "class_grid.png")
+        save_png(_grid(class_grid(g, seed=seed)), fig_dir / "class_grid.png")
     if "confusion" in result:
-        out["confusion of G(z, y)"] = figures.confusion_figure(
-            result["confusion"], classes, fig_dir / "confusion.png",
-            f"label acc {result['label_acc']:.3f}")
-    return out
+        report.confusion_figure(result["confusion"], classes, fig_dir / "confusion.png",
+                                f"label acc {result['label_acc']:.3f}")
 
 
 def train_cell(config: GanConfig, data: GanData, cell: Path, judge: Judge | None,
                n_samples: int = DEFAULT_N_SAMPLES, progress: bool = True,
-               inception_weights: Path | None = None, real: Embedded | None = None) -> dict:
+               inception_weights: Path | None = None, real: Embedded | None = None,
+               device: torch.device | None = None) -> dict:
     """Train one GAN (resuming), measure it, draw it; returns (and writes) its ``results.json``."""
     done = _read_json(cell / RESULTS)
     if done and done.get("fingerprint") == config.fingerprint() and done.get("epochs") == config.epochs \
             and done.get("n_samples") in (None, n_samples):
+        if not (cell / "report.html").is_file():  # killed between results.json and the page
+            report.render(cell)
         return done
-    trainer = GanTrainer(config, data, cell, progress=progress)
+    trainer = gan_trainer(config, data, cell, progress=progress, device=device)
     history = trainer.fit()
-    result = {"name": cell.name, "config": asdict(config), "fingerprint": config.fingerprint(),
+    g = trainer.module.cpu().g
+    result = {"name": cell.name, "title": f"dlapps gan: {cell.name}", "fingerprint": config.fingerprint(),
               "epochs": config.epochs, "steps": history[-1]["step"],
-              "sec_per_epoch": history[-1]["seconds"] / len(history), "n_samples": None}
+              "seconds_per_epoch": history[-1]["seconds"] / len(history), "n_samples": None}
     if judge is not None:
-        fake, labels = generate(trainer.g, n_samples, config.seed, trainer.n_classes)
+        fake, labels = generate(g, n_samples, config.seed, g.n_classes)
         result.update(quality(judge, data.x if real is None else real, fake, labels, seed=config.seed))
         if inception_weights is not None:
             result["fid_inception_v3"] = inception_fid(data.x, fake, inception_weights)
-    figs = cell_figures(cell, trainer, result, data.classes)
-    figures.write_report(cell, f"dlapps gan: {cell.name}", f"{config.data}, {config.epochs} epochs",
-                         {cell.name: result}, figs, result)
-    atomic_write_json(cell / RESULTS, result)
-    return result
+    cell_figures(cell, g, config.seed, result, data.classes)
+    path = write_results(cell, KIND, config_dict(config), result)  # last: a cell with it is done
+    report.render(cell)
+    return json.loads(path.read_text())
 
 
 def _stats(values: list[float]) -> dict:
@@ -130,67 +133,93 @@ def summarize(cells: list[dict]) -> dict:
 def run_variants(variants: dict[str, GanConfig], seeds: list[int], out: Path, *,
                  n_samples: int = DEFAULT_N_SAMPLES, progress: bool = True,
                  inception_weights: Path | None = None, title: str = "dlapps gan",
-                 extra: dict | None = None, workers: int | None = None) -> dict:
+                 extra: dict | None = None, workers: int | None = None,
+                 device: torch.device | None = None, base: GanConfig | None = None) -> dict:
     """Train every (variant, seed) cell into ``out`` and write results.json + report.html.
 
     The cells train in ``workers`` processes at once (``None``: one per CPU core, see
-    :mod:`dlapps.engine.parallel`); each resumes from its own checkpoint."""
+    :mod:`dlapps.engine.parallel`; one on a GPU); each resumes from its own checkpoint.
+    ``base`` (default: the first variant) is the run's ``config.json``."""
     if not variants or not seeds:
         raise ConfigError("need at least one variant and one seed")
     began = time.perf_counter()
     out = Path(out)
-    base = next(iter(variants.values()))
+    first = next(iter(variants.values()))
     for cfg in variants.values():
         cfg.validate()
-    data = load_gan_data(base.data, base.size, base.channels)
+        if (cfg.data, cfg.size, cfg.channels) != (first.data, first.size, first.channels):
+            raise ConfigError("all variants of one run must train on the same data, size and channels")
+    base = replace(base or first, seed=seeds[0]).validate()
+    data = load_gan_data(first.data, first.size, first.channels)
     judge = get_judge(data) if data.labelled else None
     real = embed(judge, data.x) if judge is not None else None  # once, for every cell
     floor = real_floor(judge, data, real) if judge is not None else None
-    table: dict[str, dict] = {}
-    summary: dict[str, dict] = {}
-    for cfg in variants.values():
-        if (cfg.data, cfg.size, cfg.channels) != (base.data, base.size, base.channels):
-            raise ConfigError("all variants of one run must train on the same data, size and channels")
     keys = [(name, s) for name in variants for s in seeds]
+    if workers is None and device is not None and device.type == "cuda":
+        workers = 1  # one GPU: the cells take turns on it
     workers = resolve_workers(workers, len(keys))
     jobs = [(replace(variants[name], seed=s), data, out / f"{name}-seed{s}", judge, n_samples,
-             progress and workers == 1, inception_weights, real) for name, s in keys]
+             progress and workers == 1, inception_weights, real, device) for name, s in keys]
     done = dict(zip(keys, run_parallel(train_cell, jobs, workers, title, progress), strict=True))
+    summary: dict[str, dict] = {}
     for name, cfg in variants.items():
         cells = [done[name, s] for s in seeds]
-        stats = summarize(cells)
-        summary[name] = {**stats, "seeds": {c["name"]: {k: c.get(k) for k in (*METRIC_KEYS, "kid_std")}
-                                            for c in cells}, "config": asdict(cfg)}
-        table[name] = {k: v for k, v in stats.items()}
-    if floor is not None:
-        table["real vs real (floor)"] = floor
-    results = {"variants": summary, "seeds": seeds, "n_samples": n_samples if judge else None,
+        per_seed = {c["name"]: {k: c.get(k) for k in (*METRIC_KEYS, "kid_std")} for c in cells}
+        summary[name] = {**summarize(cells), "seeds": per_seed, "config": config_dict(cfg)}
+    results = {"title": title, "variants": summary, "seeds": seeds, "n_samples": n_samples if judge else None,
                "floor": floor, "data": {"name": data.name, "train": len(data.x), "test": len(data.test_x),
                                         "shape": list(data.x.shape[1:])},
                "judge": None if judge is None else {"test_acc": judge.test_acc, "epochs": judge.epochs},
-               "environment": environment(), "workers": workers,
-               "wall_seconds": round(time.perf_counter() - began, 1),
-               **(extra or {})}
+               "workers": workers, "wall_seconds": round(time.perf_counter() - began, 1), **(extra or {})}
     if len(variants) == 1:  # the keys a single run is read by
         results.update({k: v["mean"] for k, v in next(iter(summary.values())).items() if k in METRIC_KEYS})
-    first = {name: out / f"{name}-seed{seeds[0]}" for name in variants}
-    grids = {n: c / "figures" / "samples.png" for n, c in first.items()}
-    figs = {"training curves (first seed)": figures.training_curves(first, out / "figures" / "curves.png"),
-            "samples (first seed, fixed noise)": figures.panels(grids, out / "figures" / "samples.png")}
-    note = (f"{data.name} {tuple(data.x.shape[1:])}, seeds {seeds}, n = {n_samples} generated samples "
-            f"vs {len(data.x)} real; judge test accuracy "
-            f"{'–' if judge is None else f'{judge.test_acc:.4f}'}; floor = {len(data.test_x)} held-out "
-            "real images vs the training images")
-    atomic_write_json(out / RESULTS, results)
-    figures.write_report(out, title, note, table, figs, results)
-    return results
+    firsts = {name: out / f"{name}-seed{seeds[0]}" for name in variants}
+    report.training_curves(firsts, out / "figures" / "curves.png")
+    grids = {name: cell / "figures" / "samples.png" for name, cell in firsts.items()}
+    report.panels(grids, out / "figures" / "samples.png")
+    save_config(base, out / CONFIG)
+    path = write_results(out, KIND, config_dict(base), results)
+    report.render(out)
+    return json.loads(path.read_text())
 
 
-def default_variants(epochs: int = DEFAULT_EPOCHS, data: str = "mnist5k",
+def default_variants(epochs: int = DEFAULT_EPOCHS, data: str = "mnist5k", base: GanConfig | None = None,
                      **overrides) -> dict[str, GanConfig]:
-    """The embedded default: DCGAN and cDCGAN, PAPERS.md §5 hyper-parameters at batch 16."""
-    base = GanConfig(data=data, epochs=epochs, batch_size=DEFAULT_BATCH, **overrides)
-    return {"dcgan": base, "cdcgan": replace(base, conditional=True)}
+    """The embedded default: DCGAN and cDCGAN, docs/PAPERS.md §5 hyper-parameters at batch 16 (or
+    ``base``'s settings, e.g. from ``--config``)."""
+    base = base or GanConfig(data=data, epochs=epochs, batch_size=DEFAULT_BATCH, **overrides)
+    return {"dcgan": replace(base, conditional=False, d_conditional=True),
+            "cdcgan": replace(base, conditional=True, d_conditional=True)}
+
+
+def default_config() -> GanConfig:
+    """The base of the embedded default (``dlapps gan``): GanConfig at 14 epochs, batch 16."""
+    return GanConfig(epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH)
+
+
+def run_default(out: Path, seeds: list[int] | None = None, *, base: GanConfig | None = None,
+                n_samples: int = DEFAULT_N_SAMPLES, progress: bool = True, workers: int | None = None,
+                device: torch.device | None = None) -> dict:
+    """``dlapps gan``: DCGAN and cDCGAN on ``base``'s data (default mnist5k, 14 epochs, batch 16)."""
+    base = base or default_config()
+    return run_variants(default_variants(base=base), seeds or [base.seed], out, n_samples=n_samples,
+                        progress=progress, title=f"dlapps gan: DCGAN and cDCGAN on {base.data}",
+                        workers=workers, device=device, base=base)
+
+
+def variant_name(config: GanConfig) -> str:
+    """dcgan, cdcgan, or cdx (a conditional G whose D does not see y)."""
+    return ("cdcgan" if config.d_conditional else "cdx") if config.conditional else "dcgan"
+
+
+def run_train(config: GanConfig, out: Path, seeds: list[int] | None = None, *,
+              n_samples: int = DEFAULT_N_SAMPLES, inception_weights: Path | None = None,
+              progress: bool = True, workers: int | None = None, device: torch.device | None = None) -> dict:
+    """``dlapps gan train``: one GAN per seed (default: the config's seed), measured and drawn."""
+    name = variant_name(config)
+    return run_variants({name: config}, seeds or [config.seed], out, n_samples=n_samples,
+                        progress=progress, inception_weights=inception_weights,
+                        title=f"dlapps gan train: {name} on {config.data}", workers=workers, device=device)
 
 
 def find_cell(run_dir: Path) -> Path:
@@ -209,8 +238,8 @@ def inspect_run(run_dir: Path, out: Path, what: str = "sample", *, cls: int | No
     """Draw from a trained generator: ``sample`` (n images, optionally one class), ``interpolate``
     (8 rows z₁ → z₂, linear or ``spherical``) or ``grid`` (class x shared z); writes
     ``out/<what>.png``, ``results.json`` and ``report.html``."""
+    from dlapps.generate.gan import load_generator
     from dlapps.generate.sampling import check_class, sample
-    from dlapps.generate.train import load_generator
 
     cell = find_cell(run_dir)
     g, _, config, state = load_generator(cell)
@@ -227,12 +256,10 @@ def inspect_run(run_dir: Path, out: Path, what: str = "sample", *, cls: int | No
         raise ConfigError(f"unknown drawing {what!r}: sample, interpolate or grid")
     out = Path(out)
     png = save_png(_grid(images), out / f"{name}.png")
-    result = {"run": str(cell), "what": what, "class": cls,
+    result = {"title": f"dlapps gan {what}: {cell}", "run": str(cell), "what": what, "class": cls,
               "class_name": classes[cls] if cls is not None else None,
               "spherical": spherical if what == "interpolate" else None, "seed": seed,
-              "images": len(images), "figure": png.name, "epochs_trained": state["epoch"],
-              "config": asdict(config)}
-    atomic_write_json(out / RESULTS, result)
-    figures.write_report(out, f"dlapps gan {what}: {cell}", f"{len(images)} images, seed {seed}", {},
-                         {name: png}, result)
-    return result
+              "images": len(images), "figure": png.name, "epochs_trained": state["epoch"]}
+    path = write_results(out, KIND, config_dict(config), result)
+    report.render(out)
+    return json.loads(path.read_text())

@@ -23,16 +23,17 @@ torch-fidelity), :func:`inception_fid` gives the standard FID, labelled as such.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dlapps.data.cache import cached
 from dlapps.engine.batches import epoch_generator, index_stream
+from dlapps.engine.trainer import Trainer
 from dlapps.errors import CheckpointError, ConfigError, DataError
 from dlapps.generate.data import GanData, to_signed
 
@@ -110,23 +111,47 @@ def predict(classifier: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(out)
 
 
+class JudgeBatches:
+    """The judge's batches for :class:`~dlapps.engine.Trainer`: ``(x in [-1, 1], y)``, ``batch``
+    images per step from consecutive permutations drawn per (seed, epoch) (stream 7, the judge's
+    own), the last partial batch dropped."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch: int, seed: int) -> None:
+        self.x, self.y, self.batch, self.seed = x, y, batch, seed
+        self.steps_per_epoch = len(x) // batch
+
+    def to(self, device: torch.device) -> JudgeBatches:
+        return JudgeBatches(self.x.to(device), self.y.to(device), self.batch, self.seed)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count = self.steps_per_epoch * self.batch
+        idx = index_stream(len(self.x), count, epoch_generator(self.seed, epoch, 7)).to(self.x.device)
+        for b in idx.split(self.batch):
+            yield to_signed(self.x[b]), self.y[b]
+
+
+class ShiftedCrossEntropy(nn.Module):
+    """The judge's objective: cross-entropy on the batch shifted by (dy, dx) ~ U{−2..2}² pixels
+    (one shift per batch, the border filled with black)."""
+
+    def __init__(self, net: DigitsClassifier) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
+        dx, dy = torch.randint(-2, 3, (2,)).tolist()
+        x = torch.roll(F.pad(x, (2, 2, 2, 2), value=-1.0), (dy, dx), (2, 3))[..., 2:-2, 2:-2]
+        return {"loss": F.cross_entropy(self.net(x), y)}
+
+
 def train_classifier(data: GanData, epochs: int = 8, seed: int = 0) -> tuple[DigitsClassifier, float]:
-    """Adam (1e-3), batch 128, random ±2 px shifts; returns the net and its test accuracy."""
+    """Adam (1e-3), batch 128, random ±2 px shifts, in memory through the engine's Trainer;
+    returns the net and its test accuracy."""
     torch.manual_seed(seed)
     net = DigitsClassifier(data.x.shape[1], len(data.classes))
     opt = torch.optim.Adam(net.parameters(), 1e-3)
-    steps = len(data.x) // 128
-    for epoch in range(epochs):
-        net.train()
-        idx = index_stream(len(data.x), steps * 128, epoch_generator(seed, epoch, 7))
-        for b in idx.split(128):
-            x = to_signed(data.x[b])
-            dx, dy = torch.randint(-2, 3, (2,)).tolist()
-            x = torch.roll(F.pad(x, (2, 2, 2, 2), value=-1.0), (dy, dx), (2, 3))[..., 2:-2, 2:-2]
-            loss = F.cross_entropy(net(x), data.y[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    Trainer(ShiftedCrossEntropy(net), JudgeBatches(data.x, data.y, 128, seed), opt, None, epochs, None,
+            amp=False, progress=False, tensorboard=False).fit()
     acc = (predict(net, data.test_x) == data.test_y).float().mean().item()
     return net.eval(), acc
 
@@ -250,6 +275,3 @@ def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights: Path) -> floa
         fid.update(rgb01(b), real=False)
     return float(fid.compute())
 
-
-def confusion_array(result: dict) -> np.ndarray | None:
-    return None if "confusion" not in result else np.array(result["confusion"])

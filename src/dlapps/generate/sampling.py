@@ -8,8 +8,8 @@
 * The class grid of a conditional G: rows = class y, columns = one shared z each. What stays
   constant along a column (slant, thickness) is the style z encodes once y carries the class.
 
-Every function takes a generator (see :func:`dlapps.generate.train.load_generator`) and returns
-uint8 images (N,C,H,W); :func:`dlapps.generate.train.save_png` writes a tiled grid.
+Every function takes a generator (see :func:`dlapps.generate.gan.load_generator`) and returns
+uint8 images (N,C,H,W); :func:`dlapps.generate.gan.save_png` writes a tiled grid.
 """
 
 from __future__ import annotations

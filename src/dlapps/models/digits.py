@@ -55,6 +55,13 @@ class DomainAdaptationNet(nn.Module):
         self.feature_dim = feature_dim
         self.arch = arch
 
+    #: the rate of :meth:`pretrained_parameters` relative to the schedule's
+    backbone_lr_mult: float = 1.0
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Parameters that start from pretrained weights (none in the digit networks)."""
+        return []
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """G_f: the flat feature vector the label and domain heads share."""
         return self.features(self.normalize(x))

@@ -19,13 +19,16 @@ Weights:
 
 ``pretrained=False`` gives the same architecture with random weights (``weights_id="random"``),
 used for from-scratch baselines, parameter counts and speed measurements.
+
+:data:`BACKBONES` (a :class:`~dlapps.registry.Registry`) maps each name to how it is built; an
+unknown name is an error listing the valid ones, with a did-you-mean.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.error import URLError
@@ -37,6 +40,7 @@ from torch import nn
 
 from dlapps.errors import CheckpointError, DataError, DownloadError, UnknownNameError
 from dlapps.models.digits import Normalize
+from dlapps.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,39 +50,75 @@ LITE0_STAGES = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage of EfficientNet-B0/Lite
 
 @dataclass(frozen=True)
 class _Spec:
-    """How to build one backbone: weights enum member, taps, first conv, default tap."""
+    """How to build one backbone: its builder, weights, taps, first conv, default tap, head."""
 
     weights: str  # torchvision weights enum member, e.g. "VGG16_Weights.IMAGENET1K_V1"
     taps: dict[str, str]
     first_conv: str
     default_tap: str
     head: str  # the ImageNet classification layer a new task replaces
+    build: Callable[[str, _Spec, bool], tuple[nn.Module, str]]  # (name, spec, pretrained) -> net, weights
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     input_size: int = 224
     resize: int = 256
 
 
-SPECS: dict[str, _Spec] = {
-    "alexnet": _Spec("AlexNet_Weights.IMAGENET1K_V1",
-                     {"pool5": "features.12", "relu6": "classifier.2", "relu7": "classifier.5",
-                      "fc8": "classifier.6"}, "features.0", "relu7", "classifier.6"),
-    "efficientnet_lite0": _Spec("efficientnet-lite0-57934424",
-                                {"stage5": "blocks.5", "stage6": "blocks.6", "head": "bn2",
-                                 "pool": "global_pool.flatten", "logits": "classifier"},
-                                "conv_stem", "pool", "classifier"),
-    "resnet18": _Spec("ResNet18_Weights.IMAGENET1K_V1",
-                      {"layer3": "layer3", "layer4": "layer4", "avgpool": "flatten", "fc": "fc"},
-                      "conv1", "avgpool", "fc"),
-    "squeezenet1_1": _Spec("SqueezeNet1_1_Weights.IMAGENET1K_V1",
-                           {"fire8": "features.11", "fire9": "features.12", "conv10": "classifier.2",
-                            "pool": "flatten"}, "features.0", "fire9", "classifier.1"),
-    "vgg16": _Spec("VGG16_Weights.IMAGENET1K_V1",
-                   {"pool5": "features.30", "relu6": "classifier.1", "relu7": "classifier.4",
-                    "fc8": "classifier.6"}, "features.0", "relu7", "classifier.6"),
-}
+def _build_torchvision(name: str, spec: _Spec, pretrained: bool) -> tuple[nn.Module, str]:
+    """torchvision's ``name`` with the weights of ``spec.weights`` (hub cache or download)."""
+    import torchvision
+
+    net = torchvision.models.get_model(name, weights=None)
+    if not pretrained:
+        return net, "random"
+    weights = torchvision.models.get_weight(spec.weights)
+    net.load_state_dict(fetch_torchvision_weights(weights), strict=True)
+    return net, spec.weights.split(".")[1]
+
+
+def _build_lite0(name: str, spec: _Spec, pretrained: bool) -> tuple[nn.Module, str]:
+    """timm's ``tf_efficientnet_lite0`` with the packaged TF weights (:func:`rename_lite0_keys`)."""
+    import timm
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if not pretrained:
+        return net, "random"
+    path = lite0_weights_file()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"cannot load EfficientNet-Lite0 weights {path}: {exc}") from None
+    net.load_state_dict(rename_lite0_keys(state), strict=True)
+    return net, LITE0_FILE.removesuffix(".pth")
+
+
+#: name -> how to build it (``BACKBONES["vgg61"]`` names the valid ones, with a did-you-mean)
+BACKBONES: Registry[_Spec] = Registry("backbone")
+BACKBONES.register("alexnet", _Spec(
+    "AlexNet_Weights.IMAGENET1K_V1",
+    {"pool5": "features.12", "relu6": "classifier.2", "relu7": "classifier.5", "fc8": "classifier.6"},
+    "features.0", "relu7", "classifier.6", _build_torchvision))
+BACKBONES.register("efficientnet_lite0", _Spec(
+    "efficientnet-lite0-57934424",
+    {"stage5": "blocks.5", "stage6": "blocks.6", "head": "bn2", "pool": "global_pool.flatten",
+     "logits": "classifier"},
+    "conv_stem", "pool", "classifier", _build_lite0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
+BACKBONES.register("resnet18", _Spec(
+    "ResNet18_Weights.IMAGENET1K_V1",
+    {"layer3": "layer3", "layer4": "layer4", "avgpool": "flatten", "fc": "fc"},
+    "conv1", "avgpool", "fc", _build_torchvision))
+BACKBONES.register("squeezenet1_1", _Spec(
+    "SqueezeNet1_1_Weights.IMAGENET1K_V1",
+    {"fire8": "features.11", "fire9": "features.12", "conv10": "classifier.2", "pool": "flatten"},
+    "features.0", "fire9", "classifier.1", _build_torchvision))
+BACKBONES.register("vgg16", _Spec(
+    "VGG16_Weights.IMAGENET1K_V1",
+    {"pool5": "features.30", "relu6": "classifier.1", "relu7": "classifier.4", "fc8": "classifier.6"},
+    "features.0", "relu7", "classifier.6", _build_torchvision))
 
 
 def backbone_names() -> list[str]:
-    return sorted(SPECS)
+    return sorted(BACKBONES)
 
 
 def imagenet_classes() -> list[str]:
@@ -137,7 +177,7 @@ class Backbone:
     def feature_extractor(self, layers: Sequence[str]) -> nn.Module:
         """A module mapping NORMALISED input to ``{layer: activation}`` for the named taps."""
         nodes = {self.tap_node(layer): layer for layer in layers}
-        if self.name == "efficientnet_lite0":
+        if _is_timm(self.net):
             from timm.models._features_fx import create_feature_extractor
         else:
             from torchvision.models.feature_extraction import create_feature_extractor
@@ -146,11 +186,16 @@ class Backbone:
 
 def graph_nodes(net: nn.Module) -> list[str]:
     """Every node name a feature tap can use (eval-mode graph)."""
-    if type(net).__module__.startswith("timm"):
+    if _is_timm(net):
         from timm.models._features_fx import get_graph_node_names
     else:
         from torchvision.models.feature_extraction import get_graph_node_names
     return get_graph_node_names(net)[1]
+
+
+def _is_timm(net: nn.Module) -> bool:
+    """timm networks need timm's own graph tracer (its layers wrap torch.fx leaf modules)."""
+    return type(net).__module__.startswith("timm")
 
 
 def fit_square(images, size: int, resize: int | None = None) -> torch.Tensor:
@@ -293,43 +338,14 @@ def _hash_prefix(filename: str) -> str | None:
     return m[1] if m else None
 
 
-def _build_lite0(pretrained: bool) -> tuple[nn.Module, str]:
-    import timm
-
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    if not pretrained:
-        return net, "random"
-    path = lite0_weights_file()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"cannot load EfficientNet-Lite0 weights {path}: {exc}") from None
-    net.load_state_dict(rename_lite0_keys(state), strict=True)
-    return net, LITE0_FILE.removesuffix(".pth")
-
-
 def load_backbone(name: str, pretrained: bool = True) -> Backbone:
     """The named ImageNet backbone in eval() mode (random weights when ``pretrained=False``)."""
-    if name not in SPECS:
-        raise UnknownNameError("backbone", name, backbone_names())
-    spec = SPECS[name]
-    if name == "efficientnet_lite0":
-        net, weights_id = _build_lite0(pretrained)
-        mean = std = (0.5, 0.5, 0.5)
-    else:
-        import torchvision
-
-        net = torchvision.models.get_model(name, weights=None)
-        weights_id = "random"
-        if pretrained:
-            weights = torchvision.models.get_weight(spec.weights)
-            net.load_state_dict(fetch_torchvision_weights(weights), strict=True)
-            weights_id = spec.weights.split(".")[1]
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    spec = BACKBONES[name]
+    net, weights_id = spec.build(name, spec, pretrained)
     net.eval()
     first_conv = dict(net.named_modules())[spec.first_conv]
-    return Backbone(name, net, weights_id, spec.input_size, spec.resize, mean, std, dict(spec.taps),
-                    first_conv, spec.default_tap, spec.head)
+    return Backbone(name, net, weights_id, spec.input_size, spec.resize, spec.mean, spec.std,
+                    dict(spec.taps), first_conv, spec.default_tap, spec.head)
 
 
 def parameter_table(net: nn.Module) -> dict[str, int]:

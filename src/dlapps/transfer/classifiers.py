@@ -1,4 +1,5 @@
-"""The classifiers compared on a target task, from cheapest to most expensive.
+"""The classifiers compared on a target task, from cheapest to most expensive: one small function
+each, registered in :data:`CLASSIFIERS` (name -> :class:`Classifier`).
 
 On frozen features (computed once, cached):
 
@@ -6,8 +7,8 @@ On frozen features (computed once, cached):
   stratified k-fold cross-validation **on the training split only** (:func:`choose_C` accepts
   only a :class:`Split` whose role is ``"train"``); the test split is touched once, by the final
   model.
-* ``probe``: a linear softmax layer on standardised features, trained in torch (full-batch
-  AdamW, weight decay) - logistic regression, the usual "linear probe".
+* ``probe``: a linear softmax layer on standardised features - logistic regression, the usual
+  "linear probe": full-batch AdamW with weight decay, 200 epochs.
 * ``fc``: a new fully connected layer as the network's own head would be retrained on a frozen
   backbone: dropout on the raw features, mini-batch SGD with momentum (the course's "new FC
   head, frozen backbone").
@@ -18,27 +19,36 @@ On the images, through the whole network (:func:`train_network`):
   smaller learning rate (``lr * backbone_lr_factor``).
 * ``scratch``: the same architecture from random weights, every layer at ``lr``: what training
   the big network on the small dataset directly gives.
+
+Every training loop is the engine's :class:`~dlapps.engine.Trainer`: the linear heads in memory
+(``run_dir=None``), the networks with a checkpoint per epoch in their cell's folder, so a killed
+fine-tune continues where it stopped and ends as an uninterrupted one would.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from dlapps.engine import Labelled, PairedBatches, Trainer, to_float
 from dlapps.errors import ConfigError, DataError
+from dlapps.models.pretrained import Backbone, fit_square, load_backbone, with_new_head
+from dlapps.registry import Registry
+from dlapps.transfer.config import DEFAULT_CS
 
-FEATURE_CLASSIFIERS = ("svm", "probe", "fc")
-NETWORK_CLASSIFIERS = ("finetune", "scratch")
-CLASSIFIERS = FEATURE_CLASSIFIERS + NETWORK_CLASSIFIERS
-DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+if TYPE_CHECKING:
+    from dlapps.transfer.config import TransferConfig
 
 
 @dataclass
@@ -54,12 +64,58 @@ class Split:
             raise DataError(f"{self.role} split has {len(self.x)} rows but {len(self.y)} labels")
 
 
+@dataclass
+class Cell:
+    """One classifier on one seed's draw: what a classifier function is given."""
+
+    name: str
+    seed: int
+    train: Split  # features for a classifier on features, else images
+    test: Split
+    n_classes: int
+    config: TransferConfig
+    run_dir: Path | None = None  # where a network checkpoints (None: in memory)
+    device: torch.device = torch.device("cpu")
+    progress: bool = False
+    backbone: Backbone | None = None  # the pretrained backbone at its input size; None: loaded by name
+
+
+@dataclass(frozen=True)
+class Classifier:
+    name: str
+    label: str  # what it is, for tables
+    on_features: bool  # trained on cached features (else on images, through the network)
+    fit: Callable[[Cell], dict]  # -> {"pred": test predictions, extras}
+
+
+CLASSIFIERS: Registry[Classifier] = Registry("classifier")
+
+
+def classifier(name: str, label: str, on_features: bool):
+    """Register the decorated ``fit(cell) -> dict`` as classifier ``name``."""
+
+    def register(fit: Callable[[Cell], dict]) -> Callable[[Cell], dict]:
+        CLASSIFIERS.register(name, Classifier(name, label, on_features, fit))
+        return fit
+
+    return register
+
+
 def check_classes(y: torch.Tensor, what: str = "training set") -> int:
     """Number of classes; a clear error when fewer than 2 are present."""
     present = torch.unique(y)
     if len(present) < 2:
         raise DataError(f"the {what} has {len(present)} class; a classifier needs at least 2")
     return int(y.max()) + 1
+
+
+def prepared_backbone(name: str, image_size: int | None, pretrained: bool = True) -> Backbone:
+    """Backbone ``name`` fed ``image_size`` crops (None: its own input size)."""
+    b = load_backbone(name, pretrained)
+    return b.at_size(image_size) if image_size else b
+
+
+# --- linear SVM ----------------------------------------------------------------------------------
 
 
 def _svm(C: float, pca: int | None, seed: int):
@@ -125,32 +181,52 @@ def svm_classifier(train: Split, test: Split, Cs: Sequence[float] = DEFAULT_CS, 
     return {"pred": pred, "C": C, "cv_curve": curve, "pca": pca}
 
 
+@classifier("svm", "features + linear SVM", on_features=True)
+def svm(cell: Cell) -> dict:
+    cfg = cell.config
+    return svm_classifier(cell.train, cell.test, cfg.Cs, cfg.folds, cfg.pca, cell.seed,
+                          test_curve=cfg.test_curve and cell.seed == cfg.seeds[0])
+
+
+# --- linear heads on features --------------------------------------------------------------------
+
+
+class _LinearHead(nn.Module):
+    """Dropout then one linear layer; one cross-entropy step per batch of features."""
+
+    def __init__(self, dim: int, n_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_classes))
+
+    def forward(self, x, y, _xt=None, _yt=None, progress: float = 0.0) -> dict:
+        return {"loss": F.cross_entropy(self.layers(x), y)}
+
+
 def train_linear(train: Split, test: Split, *, standardize: bool, dropout: float, optimizer: str,
-                 epochs: int, lr: float, weight_decay: float, batch_size: int | None, seed: int) -> dict:
-    """A single linear layer on features (the ``probe`` and ``fc`` classifiers)."""
+                 epochs: int, lr: float, weight_decay: float, batch_size: int | None, seed: int,
+                 device: torch.device | None = None, amp: bool = True, progress: bool = False,
+                 desc: str = "linear") -> dict:
+    """A single linear layer on features (the ``probe`` and ``fc`` classifiers), trained by the
+    engine in memory. ``batch_size=None`` is full-batch. Returns the test predictions and the
+    training loss of the final layer (eval mode: no dropout)."""
     n_classes = check_classes(train.y)
     x, xt = train.x.float(), test.x.float()
     if standardize:  # statistics of the training split only
         mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
         x, xt = (x - mean) / std, (xt - mean) / std
-    gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    head = nn.Sequential(nn.Dropout(dropout), nn.Linear(x.shape[1], n_classes))
+    head = _LinearHead(x.shape[1], n_classes, dropout)
     opt = (torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay) if optimizer == "adamw"
            else torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay))
-    bs = batch_size or len(x)
-    head.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x), bs):
-            idx = order[start:start + bs]
-            loss = F.cross_entropy(head(x[idx]), train.y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    batches = PairedBatches(Labelled(x, train.y), None, min(batch_size or len(x), len(x)), seed)
+    trainer = Trainer(head, batches, opt, None, epochs, None, device=device, amp=amp, progress=progress,
+                      desc=desc, tensorboard=False)
+    trainer.fit()
     head.eval()
     with torch.no_grad():
-        return {"pred": head(xt).argmax(1), "final_loss": float(loss.detach())}
+        dev = trainer.device
+        loss = F.cross_entropy(head.layers(x.to(dev)), train.y.to(dev))
+        return {"pred": head.layers(xt.to(dev)).argmax(1).cpu(), "train_loss": float(loss)}
 
 
 PROBE = dict(standardize=True, dropout=0.0, optimizer="adamw", epochs=200, lr=1e-2, weight_decay=1e-2,
@@ -159,60 +235,142 @@ FC_HEAD = dict(standardize=False, dropout=0.5, optimizer="sgd", epochs=30, lr=1e
                batch_size=32)
 
 
+@classifier("probe", "features + linear probe (torch)", on_features=True)
+def probe(cell: Cell) -> dict:
+    return train_linear(cell.train, cell.test, seed=cell.seed, device=cell.device, amp=cell.config.amp,
+                        desc=f"probe seed {cell.seed}", **PROBE)
+
+
+@classifier("fc", "new FC head, frozen backbone", on_features=True)
+def fc(cell: Cell) -> dict:
+    return train_linear(cell.train, cell.test, seed=cell.seed, device=cell.device, amp=cell.config.amp,
+                        progress=cell.progress, desc=f"fc seed {cell.seed}", **FC_HEAD)
+
+
+# --- whole networks on images --------------------------------------------------------------------
+
+
+class Prepare(nn.Module):
+    """A backbone's own input pipeline on float [0, 1] images, on any device: short-side resize
+    and centre crop (:func:`~dlapps.models.pretrained.fit_square`), grey -> RGB, then
+    ``(x - mean) / std``."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.size, self.resize = backbone.input_size, backbone.resize
+        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (fit_square(x, self.size, self.resize) - self.mean) / self.std
+
+
+class _ImageClassifier(nn.Module):
+    """The network behind its preprocessing; one cross-entropy step per batch. The summed loss
+    of the epoch lives in buffers, so a checkpoint carries it and ``epoch_loss`` survives a
+    resume."""
+
+    def __init__(self, net: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.net = net
+        self.prepare = prepare
+        self.register_buffer("loss_sum", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.int64))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.prepare(x)).flatten(1)  # SqueezeNet's head ends in (N, classes, 1, 1)
+
+    def forward(self, x, y, _xt=None, _yt=None, progress: float = 0.0) -> dict:
+        loss = F.cross_entropy(self.logits(x), y)
+        self.loss_sum += loss.detach().double() * len(y)
+        self.seen += len(y)
+        return {"loss": loss}
+
+    def end_epoch(self) -> dict:
+        mean = float(self.loss_sum / self.seen.clamp_min(1))
+        self.loss_sum.zero_()
+        self.seen.zero_()
+        return {"train_loss": mean}
+
+
 def train_network(net: nn.Module, head: str, train: Split, test: Split,
                   prepare: Callable[[torch.Tensor], torch.Tensor], *, epochs: int, lr: float,
-                  backbone_lr_factor: float, batch_size: int, seed: int, progress: bool = True,
-                  desc: str = "train") -> dict:
+                  backbone_lr_factor: float, batch_size: int, seed: int, run_dir: Path | None = None,
+                  device: torch.device | None = None, amp: bool = True, progress: bool = True,
+                  desc: str = "train", fingerprint: str = "") -> dict:
     """Train every layer of ``net`` on images; the head at ``lr``, the rest at ``lr * factor``.
 
-    ``prepare`` maps a uint8 batch to the network's normalised input. AdamW with a cosine
-    learning-rate decay over ``epochs``; the network is in train mode (dropout, batch-norm
-    statistics) while training and in eval mode for the test predictions.
+    ``prepare`` maps a float [0, 1] batch to the network's normalised input (an ``nn.Module``
+    such as :class:`Prepare` follows the network to its device). AdamW (weight decay 1e-4) with
+    a cosine decay ``lr * (1 + cos(pi p)) / 2`` over the training progress p in [0, 1], applied
+    per parameter group through ``lr_mult``; batches of ``batch_size`` images in an order drawn
+    from (seed, epoch), the last partial batch dropped. With a ``run_dir`` the engine
+    checkpoints every epoch and ``train_network`` continues from the checkpoint it finds there.
+    The network is in train mode (dropout, batch-norm statistics) while training and in eval
+    mode for the test predictions.
     """
     check_classes(train.y)
     if epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {epochs}")
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    module = _ImageClassifier(net, prepare)
     head_params = list(net.get_submodule(head).parameters())
     head_ids = {id(p) for p in head_params}
     body = [p for p in net.parameters() if id(p) not in head_ids]
-    opt = torch.optim.AdamW([{"params": body, "lr": lr * backbone_lr_factor}, {"params": head_params}],
-                            lr=lr, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(train.x) / batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    bar = tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False)
-    losses = []
-    for _ in range(epochs):
-        net.train()
-        order = torch.randperm(len(train.x), generator=gen)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            if len(idx) < 2:  # batch norm cannot train on one image
-                continue
-            loss = F.cross_entropy(_logits(net(prepare(train.x[idx]))), train.y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            bar.update(1)
-        losses.append(total / len(order))
-    bar.close()
-    return {"pred": predict_network(net, test.x, prepare, batch_size * 2), "epoch_loss": losses}
+    opt = torch.optim.AdamW([{"params": body, "lr": lr * backbone_lr_factor, "lr_mult": backbone_lr_factor},
+                             {"params": head_params, "lr": lr, "lr_mult": 1.0}], lr=lr, weight_decay=1e-4)
+    batches = PairedBatches(Labelled(train.x, train.y), None, min(batch_size, len(train.y)), seed)
+    trainer = Trainer(module, batches, opt, lambda p: lr * 0.5 * (1 + math.cos(math.pi * p)), epochs, run_dir,
+                      evaluate=lambda m: m.end_epoch(), device=device, amp=amp, progress=progress, desc=desc,
+                      fingerprint=fingerprint)
+    history = trainer.fit()
+    pred = predict_network(module, test.x, batch_size=batch_size * 2)
+    return {"pred": pred, "epoch_loss": [h["train_loss"] for h in history],
+            "train_seconds": history[-1]["seconds"]}
 
 
 @torch.no_grad()
-def predict_network(net: nn.Module, images: torch.Tensor, prepare: Callable[[torch.Tensor], torch.Tensor],
-                    batch_size: int = 128) -> torch.Tensor:
-    net.eval()
-    return torch.cat([_logits(net(prepare(images[s:s + batch_size]))).argmax(1)
+def predict_network(module: _ImageClassifier, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Class predictions of a trained network for uint8 (or float [0, 1]) images, in eval mode."""
+    module.eval()
+    device = module.loss_sum.device
+    return torch.cat([module.logits(to_float(images[s:s + batch_size].to(device))).argmax(1).cpu()
                       for s in range(0, len(images), batch_size)])
 
 
-def _logits(out: torch.Tensor) -> torch.Tensor:
-    return out.flatten(1)  # SqueezeNet's head ends in (N, classes, 1, 1) before its flatten
+def network_fingerprint(cell: Cell) -> str:
+    """What a network cell's checkpoint depends on (a checkpoint of other settings is refused)."""
+    cfg = cell.config
+    keys = {"name": cell.name, "seed": cell.seed, "data": cfg.data, "backbone": cfg.backbone,
+            "image_size": cfg.image_size, "per_class": cfg.per_class, "epochs": cfg.epochs, "lr": cfg.lr,
+            "backbone_lr_factor": cfg.backbone_lr_factor, "batch_size": cfg.batch_size, "amp": cfg.amp,
+            "train": len(cell.train.y), "classes": cell.n_classes}
+    return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _train_on_images(cell: Cell, source: Backbone, backbone_lr_factor: float) -> dict:
+    torch.manual_seed(cell.seed)
+    net = with_new_head(source, cell.n_classes)
+    cfg = cell.config
+    return train_network(net, source.head, cell.train, cell.test, Prepare(source), epochs=cfg.epochs,
+                         lr=cfg.lr, backbone_lr_factor=backbone_lr_factor, batch_size=cfg.batch_size,
+                         seed=cell.seed, run_dir=cell.run_dir, device=cell.device, amp=cfg.amp,
+                         progress=cell.progress, desc=f"{cell.name} seed {cell.seed}",
+                         fingerprint=network_fingerprint(cell))
+
+
+@classifier("finetune", "fine-tuned, all layers", on_features=False)
+def finetune(cell: Cell) -> dict:
+    cfg = cell.config
+    source = cell.backbone or prepared_backbone(cfg.backbone, cfg.image_size)
+    return _train_on_images(cell, source, cfg.backbone_lr_factor)
+
+
+@classifier("scratch", "same network from scratch", on_features=False)
+def scratch(cell: Cell) -> dict:
+    cfg = cell.config
+    torch.manual_seed(cell.seed)  # the random weights
+    return _train_on_images(cell, prepared_backbone(cfg.backbone, cfg.image_size, pretrained=False), 1.0)
 
 
 def timed(fn: Callable[[], dict]) -> dict:

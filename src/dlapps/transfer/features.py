@@ -31,30 +31,38 @@ def images_digest(images: torch.Tensor) -> str:
 
 @torch.no_grad()
 def extract(backbone: Backbone, images: torch.Tensor, layers: Sequence[str], batch_size: int = 64,
-            progress: bool = True, timing: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
-    """Features of ``images`` (N,C,H,W, any dtype :meth:`Backbone.preprocess` takes) at ``layers``.
+            progress: bool = True, timing: dict[str, float] | None = None,
+            device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """Features of ``images`` (N,C,H,W, any dtype :meth:`Backbone.preprocess` takes) at ``layers``,
+    computed on ``device`` (default CPU) in float32 and returned on the CPU.
 
     ``timing`` (if given) accumulates seconds spent on preprocessing (``"data"``) and in the
     network (``"network"``): the data-loading vs network share.
     """
-    extractor = backbone.feature_extractor(layers)
+    device = device or torch.device("cpu")
+    extractor = backbone.feature_extractor(layers).to(device)  # shares the backbone's weights
     backbone.net.eval()
+    mean = torch.tensor(backbone.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.std, device=device).view(1, 3, 1, 1)
     timing = timing if timing is not None else {}
     out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     bar = tqdm(total=len(images), desc=f"{backbone.name} features", unit="img", disable=not progress,
                leave=False)
-    for start in range(0, len(images), batch_size):
-        t0 = time.perf_counter()
-        x = backbone.normalize(backbone.preprocess(images[start:start + batch_size]))
-        t1 = time.perf_counter()
-        acts = extractor(x)
-        t2 = time.perf_counter()
-        for layer in layers:
-            out[layer].append(acts[layer].flatten(1).float())
-        timing["data"] = timing.get("data", 0.0) + t1 - t0
-        timing["network"] = timing.get("network", 0.0) + t2 - t1
-        bar.update(len(x))
-    bar.close()
+    try:
+        for start in range(0, len(images), batch_size):
+            t0 = time.perf_counter()
+            x = (backbone.preprocess(images[start:start + batch_size].to(device)) - mean) / std
+            t1 = time.perf_counter()
+            acts = extractor(x)
+            for layer in layers:
+                out[layer].append(acts[layer].flatten(1).float().cpu())
+            t2 = time.perf_counter()
+            timing["data"] = timing.get("data", 0.0) + t1 - t0
+            timing["network"] = timing.get("network", 0.0) + t2 - t1
+            bar.update(len(x))
+    finally:
+        bar.close()
+        backbone.net.to("cpu")
     dims = {layer: 0 for layer in layers}
     return {layer: torch.cat(v) if v else torch.zeros(0, dims[layer]) for layer, v in out.items()}
 
@@ -68,9 +76,10 @@ def feature_key(backbone: Backbone, layer: str, dataset: str, images: torch.Tens
 
 
 def cached_features(backbone: Backbone, images: torch.Tensor, layer: str, dataset: str,
-                    batch_size: int = 64, progress: bool = True,
-                    timing: dict[str, float] | None = None) -> tuple[torch.Tensor, bool]:
-    """``(features, from_cache)``: the (N, D) features, read from the cache when present.
+                    batch_size: int = 64, progress: bool = True, timing: dict[str, float] | None = None,
+                    device: torch.device | None = None) -> tuple[torch.Tensor, bool]:
+    """``(features, from_cache)``: the (N, D) features, read from the cache when present (the
+    device they were computed on is not part of the key).
 
     ``timing`` gets ``data``/``network`` seconds only when the features are computed.
     """
@@ -78,7 +87,7 @@ def cached_features(backbone: Backbone, images: torch.Tensor, layer: str, datase
 
     def build() -> dict[str, torch.Tensor]:
         built.append(True)
-        return {"features": extract(backbone, images, [layer], batch_size, progress, timing)[layer]}
+        return {"features": extract(backbone, images, [layer], batch_size, progress, timing, device)[layer]}
 
     feats = cached("transfer-features", feature_key(backbone, layer, dataset, images), build)["features"]
     return feats, not built

@@ -15,35 +15,26 @@ from dlapps.adapt.methods.dann import DANN, DANNNoGRL
 from dlapps.adapt.methods.drcn import DRCN
 from dlapps.adapt.methods.self_training import SUFFIX, SelfTraining, with_self_training
 from dlapps.adapt.methods.supervised import SourceOnly, TargetOracle
-from dlapps.errors import UnknownNameError
+from dlapps.registry import Registry
 
-METHODS: dict[str, type[Method]] = {
-    m.name: m
-    for m in [
-        SourceOnly,
-        DANN,
-        DANNNoGRL,
-        TargetOracle,
-        DAN,
-        WDAN,
-        DeepCORAL,
-        ADDA,
-        DRCN,
-        CDAN,
-        CDANE,
-        SelfTraining,
-    ]
-}
+
+def _composed(name: str) -> type[Method] | None:
+    """``<method>+self-train``: a registered method with the self-training loss added."""
+    if name.endswith(SUFFIX) and name[: -len(SUFFIX)] in METHODS:
+        return with_self_training(METHODS[name[: -len(SUFFIX)]])
+    return None
+
+
+METHODS: Registry[type[Method]] = Registry("method", extra_names=(f"<method>{SUFFIX}",), fallback=_composed)
+for _m in (SourceOnly, DANN, DANNNoGRL, TargetOracle, DAN, WDAN, DeepCORAL, ADDA, DRCN, CDAN, CDANE,
+           SelfTraining):
+    METHODS.register(_m.name, _m)
 
 
 def get_method(name: str) -> type[Method]:
     """The method class registered as ``name`` (or ``<name>+self-train``); unknown names list the
     valid ones."""
-    if name in METHODS:
-        return METHODS[name]
-    if name.endswith(SUFFIX) and name[: -len(SUFFIX)] in METHODS:
-        return with_self_training(METHODS[name[: -len(SUFFIX)]])
-    raise UnknownNameError("method", name, [*METHODS, f"<method>{SUFFIX}"])
+    return METHODS[name]
 
 
 __all__ = ["METHODS", "Method", "get_method"]

@@ -47,8 +47,14 @@ class Method(nn.Module):
 
     def param_groups(self) -> list[dict]:
         """The optimizer's parameter groups; a group may carry an ``lr_mult`` on the schedule's
-        rate (the engine applies it every step). Default: every trainable parameter, × 1."""
-        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        rate (the engine applies it every step). Default: every trainable parameter, × 1 — except
+        a pretrained backbone's (``net.pretrained_parameters()``), at ``net.backbone_lr_mult``."""
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        ids = {id(p) for p in self.net.pretrained_parameters()}
+        if not ids:
+            return [{"params": trainable}]
+        return [{"params": [p for p in trainable if id(p) not in ids]},
+                {"params": [p for p in trainable if id(p) in ids], "lr_mult": self.net.backbone_lr_mult}]
 
     def option(self, key: str, section: str | None = None):
         """A method setting: ``config.method_options[section or name][key]`` when given, else

@@ -25,7 +25,7 @@ import torch
 
 from dlapps.adapt.losses import confident_pseudo_labels, mmd
 from dlapps.adapt.methods.base import Method, accuracy
-from dlapps.adapt.schedules import lambda_schedule
+from dlapps.engine.schedules import lambda_schedule
 
 
 class DAN(Method):

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from dlapps.adapt.losses import domain_adversarial_loss
 from dlapps.adapt.methods.base import Method, accuracy
-from dlapps.adapt.schedules import lambda_schedule
+from dlapps.engine.schedules import lambda_schedule
 
 
 class DANN(Method):

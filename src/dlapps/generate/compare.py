@@ -1,4 +1,4 @@
-"""``dlapps gan ablate``: the course's questions as a grid of runs, answered by numbers.
+"""``dlapps gan compare``: the course's questions as a grid of runs, answered by numbers.
 
 ``--grid ngf=8,32,128 ndf=8,32,128 nz=10,100,1000 init=dcgan,default loss=nonsat,minimax
 lr_d=2e-4,1e-3 beta1=0.5,0.9`` names the values to try per factor. By default each factor is
@@ -6,7 +6,7 @@ varied on its own around the base configuration (one cell per value: ``base``, `
 ``ngf=128``, ...), which answers "what does this factor do" at a cost that adds up; ``product=True``
 trains the full Cartesian product instead (multiplies up: 3·3·3·2·2·2·2 = 432 cells above).
 ``beta1`` sets β1 of both optimizers, ``lr`` both learning rates; every other key is a field of
-:class:`~dlapps.generate.train.GanConfig`. The grid is resumable like any run (same ``--out``).
+:class:`~dlapps.generate.config.GanConfig`. The grid is resumable like any run (same ``--out``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import itertools
 from dataclasses import fields, replace
 from pathlib import Path
 
+import torch
+
 from dlapps.errors import ConfigError, UnknownNameError
+from dlapps.generate.config import GanConfig
 from dlapps.generate.experiment import DEFAULT_N_SAMPLES, run_variants
-from dlapps.generate.train import GanConfig
 
 ALIASES = {"beta1": ("beta1_g", "beta1_d"), "lr": ("lr_g", "lr_d")}
 FIXED = ("data", "size", "channels", "seed", "epochs")  # set by options, not varied in a grid
@@ -79,11 +81,13 @@ def cells(base: GanConfig, grid: dict[str, list], product: bool = False) -> dict
     return out
 
 
-def run_ablation(base: GanConfig, grid: dict[str, list], out: Path, seeds: list[int] | None = None,
-                 product: bool = False, n_samples: int = DEFAULT_N_SAMPLES, progress: bool = True,
-                 workers: int | None = None) -> dict:
-    """Train and measure every cell of the grid into ``out``; returns results.json's content."""
+def run_compare(base: GanConfig, grid: dict[str, list], out: Path, seeds: list[int] | None = None,
+                product: bool = False, n_samples: int = DEFAULT_N_SAMPLES, progress: bool = True,
+                workers: int | None = None, device: torch.device | None = None) -> dict:
+    """Train and measure every cell of the grid into ``out`` (seeds default to ``base.seed``);
+    returns results.json's content."""
     variants = cells(base, grid, product)
-    return run_variants(variants, seeds or [0], out, n_samples=n_samples, progress=progress,
-                        title=f"dlapps gan ablate: {len(variants)} cells",
-                        extra={"grid": {"factors": grid, "product": product}}, workers=workers)
+    return run_variants(variants, seeds or [base.seed], out, n_samples=n_samples, progress=progress,
+                        title=f"dlapps gan compare: {len(variants)} cells",
+                        extra={"grid": {"factors": grid, "product": product}}, workers=workers,
+                        device=device, base=base)

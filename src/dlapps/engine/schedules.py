@@ -2,11 +2,14 @@
 
 * Learning rate, DANN paper: μ_p = μ0 / (1 + α p)^β with α = 10, β = 0.75 (``anneal``).
 * Learning rate, the course reports: step decay, μ0 · factor^(number of milestones passed) (``step``).
+* Learning rate, fine-tuning (Loshchilov & Hutter's cosine, no restarts): μ_p = μ0 · ½(1 + cos πp)
+  (``cosine``).
 * Adaptation weight, DANN paper: λ_p = λ_max · (2 / (1 + exp(-γ p)) - 1) with γ = 10 (``sigmoid``),
   which rises from 0 to ~λ_max so the domain classifier's noisy early signal does not disturb the
   features; or a constant λ (``constant``).
 
 Each factory returns a plain ``progress -> value`` callable; the engine calls them every step.
+They live in the engine because every area schedules by progress.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from dlapps.errors import ConfigError, UnknownNameError
+from dlapps.errors import ConfigError
+from dlapps.registry import Registry
 
 Schedule = Callable[[float], float]
 
@@ -33,30 +37,35 @@ def constant(value: float) -> Schedule:
     return lambda p: value
 
 
+def cosine(mu0: float) -> Schedule:
+    """μ_p = μ0 · ½(1 + cos πp): from μ0 to 0 over training."""
+    return lambda p: mu0 * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
 def sigmoid_ramp(gamma: float = 10.0, maximum: float = 1.0) -> Schedule:
     """λ_p = maximum · (2 / (1 + exp(-γ p)) - 1): 0 at p = 0, → maximum as p → 1."""
     return lambda p: maximum * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0)
 
 
-LR_SCHEDULES = ("anneal", "step", "constant")
-LAMBDA_SCHEDULES = ("sigmoid", "constant")
+LR = Registry[Callable[..., Schedule]]("learning-rate schedule")
+LR.register("anneal", annealed)
+LR.register("step", lambda mu0, alpha=10.0, beta=0.75: step_decay(mu0))
+LR.register("constant", lambda mu0, alpha=10.0, beta=0.75: constant(mu0))
+LR.register("cosine", lambda mu0, alpha=10.0, beta=0.75: cosine(mu0))
+LAMBDA = Registry[Callable[..., Schedule]]("lambda schedule")
+LAMBDA.register("sigmoid", sigmoid_ramp)
+LAMBDA.register("constant", lambda gamma=10.0, maximum=1.0: constant(maximum))
+LR_SCHEDULES = tuple(LR.names())
+LAMBDA_SCHEDULES = tuple(LAMBDA.names())
 
 
 def lr_schedule(name: str, mu0: float, alpha: float = 10.0, beta: float = 0.75) -> Schedule:
+    """The learning-rate schedule ``name`` (anneal, step, constant, cosine) starting at ``mu0``."""
     if mu0 <= 0 or not math.isfinite(mu0):
         raise ConfigError(f"the learning rate must be a positive number, got {mu0}")
-    if name == "anneal":
-        return annealed(mu0, alpha, beta)
-    if name == "step":
-        return step_decay(mu0)
-    if name == "constant":
-        return constant(mu0)
-    raise UnknownNameError("learning-rate schedule", name, LR_SCHEDULES)
+    return LR[name](mu0, alpha, beta)
 
 
 def lambda_schedule(name: str, gamma: float = 10.0, maximum: float = 1.0) -> Schedule:
-    if name == "sigmoid":
-        return sigmoid_ramp(gamma, maximum)
-    if name == "constant":
-        return constant(maximum)
-    raise UnknownNameError("lambda schedule", name, LAMBDA_SCHEDULES)
+    """The adaptation-weight schedule ``name`` (sigmoid, constant)."""
+    return LAMBDA[name](gamma, maximum)

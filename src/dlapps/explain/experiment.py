@@ -1,0 +1,404 @@
+"""The explain commands as Python functions: each writes ``config.json``, figures,
+``results.json`` and ``report.html`` into ``out`` and returns the results (what ``results.json``
+holds: ``kind = "explain"``, the sub-command in ``command``).
+
+    run_saliency(images=["chelsea"], out="runs/sal")
+    run_fool(images=["coffee"], target="quail", methods=["naive", "fgsm", "pgd", "deepfool"])
+    run_classvis(targets=["tarantula"], iters=100)
+    run_compare(target="tarantula")
+    run_activations(images=["chelsea"], layer="first")
+    run_all()            # `dlapps explain`: everything on the bundled photos, offline
+
+Each takes its config (:mod:`dlapps.explain.config`) and/or the config's fields as keywords;
+``model=`` hands in an :class:`ExplainModel` already loaded (a notebook's own network) instead of
+``config.model``'s name.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from dlapps.config import config_dict, save_config
+from dlapps.errors import ConfigError
+from dlapps.explain import attacks, report
+from dlapps.explain.classvis import class_visualization, compare
+from dlapps.explain.config import (
+    ActivationsConfig,
+    AllConfig,
+    ClassVisConfig,
+    CompareConfig,
+    ExplainConfig,
+    FoolConfig,
+    SaliencyConfig,
+)
+from dlapps.explain.inputs import load_images, resolve_class
+from dlapps.explain.models import ExplainModel, load_model
+from dlapps.explain.saliency import BASELINES, saliency
+from dlapps.runs import write_results
+
+C = TypeVar("C", bound=ExplainConfig)
+# the classes of the bundled photos that are in ImageNet (for "true class" in the figures)
+KNOWN_LABELS = {"chelsea": "tabby", "coffee": "espresso"}
+
+
+def _config(cls: type[C], config: C | None, settings: dict[str, Any]) -> C:
+    return replace(config if config is not None else cls(), **settings).validate()
+
+
+def _prepare(config: C, out: Path | None, model: ExplainModel | None) -> tuple[C, Path, ExplainModel]:
+    """The run directory (with ``config.json``) and the network, loaded on the config's device."""
+    from dlapps.cli_support import default_run_dir
+    from dlapps.engine.device import resolve_device
+
+    if model is None:
+        model = load_model(config.model, resolve_device(config.device), config.image_size)
+    else:
+        config = replace(config, model=model.name)
+    area = "explain" if config.command == "all" else f"explain-{config.command}"
+    out = Path(out) if out is not None else default_run_dir(area)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.json")
+    return config, out, model
+
+
+def _batch(model: ExplainModel, images: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+    named = load_images(images)
+    return [im.name for im in named], model.preprocess([im.pixels for im in named]).to(model.device)
+
+
+def _environment(model: ExplainModel) -> dict:
+    from dlapps.engine.device import environment
+
+    return {"model": model.name, "weights": model.weights, "image_size": model.input_size,
+            "device": str(model.device), **environment()}
+
+
+def _finish(out: Path, config: ExplainConfig, results: dict, figs: dict[str, Path]) -> dict:
+    """results.json (through :func:`dlapps.runs.write_results`) and report.html."""
+    results["out"] = str(out)
+    results["figures"] = {k: str(p.relative_to(out)) for k, p in figs.items()}
+    path = write_results(out, "explain", config_dict(config), results)
+    report.render(out)
+    return json.loads(path.read_text())
+
+
+def _targets(model: ExplainModel, spec: str | None, n: int) -> torch.Tensor | None:
+    return None if spec is None else torch.full((n,), resolve_class(spec, model.classes), device=model.device)
+
+
+def _tag(name: str, seed: int, seeds: Sequence[int]) -> str:
+    """A figure's name: the seed is named only when there are several."""
+    return name if len(seeds) == 1 else f"{name} seed {seed}"
+
+
+# --- saliency ----------------------------------------------------------------------------------
+
+
+def run_saliency(config: SaliencyConfig | None = None, out: Path | None = None, *,
+                 model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
+    """Saliency maps of the predicted (or ``target``) class, with RISE deletion/insertion AUCs.
+
+    The AUCs of two random-map baselines (i.i.d. and smooth noise) are reported beside each
+    method's. RISE perturbs single pixels (``patch=1``, the default) or tiles (see
+    :mod:`dlapps.explain.metrics`).
+    """
+    from dlapps.explain.metrics import deletion_substrate, rise_curves
+
+    config, out, model = _prepare(_config(SaliencyConfig, config, settings), out, model)
+    c = config
+    substrate = deletion_substrate(model, c.deletion_to).flatten().tolist()
+    names, x = _batch(model, c.images)
+    pred, prob = model.predict(x)
+    cls = _targets(model, c.target, len(x))
+    cls = pred if cls is None else cls
+    truth = list(c.true_labels) if c.true_labels else [KNOWN_LABELS.get(n) for n in names]
+    if len(truth) != len(names):
+        raise ConfigError(f"{len(truth)} true labels for {len(names)} images")
+    with torch.no_grad():
+        probs = model.net(x).softmax(1)
+    maps, rows, timing = {}, [], {}
+    for m in [*c.methods, *BASELINES]:
+        start = time.perf_counter()
+        maps[m] = BASELINES[m](model, x, cls) if m in BASELINES else saliency(model, x, cls, m)
+        timing[m] = (time.perf_counter() - start) / len(x)
+    scores = {m: rise_curves(model, x, maps[m], cls, c.rise_steps, c.patch, substrate=c.deletion_to)
+              for m in maps}
+    for i, name in enumerate(names):
+        true_idx = resolve_class(truth[i], model.classes) if truth[i] else None
+        row = {
+            "image": name,
+            "predicted": model.classes[int(pred[i])],
+            "probability": float(prob[i]),
+            "explained": model.classes[int(cls[i])],
+            "true": None if true_idx is None else model.classes[true_idx],
+            "true_probability": None if true_idx is None else float(probs[i, true_idx]),
+        }
+        for m in maps:
+            row[f"{m}_deletion_auc"] = float(scores[m]["deletion_auc"][i])
+            row[f"{m}_insertion_auc"] = float(scores[m]["insertion_auc"][i])
+        rows.append(row)
+    titles = [
+        f"{r['image']}: {r['predicted']} ({r['probability']:.2f})"
+        + (f"\ntrue {r['true']} ({r['true_probability']:.2f})" if r["true"] else "")
+        for r in rows
+    ]
+    figs = {"saliency": report.saliency_figure(x, {m: maps[m] for m in c.methods}, titles,
+                                               out / "figures" / "saliency.png")}
+    xs = [k / c.rise_steps for k in range(c.rise_steps + 1)]
+    for curve in ("deletion", "insertion"):
+        series = {m: (xs, scores[m][curve].mean(0).tolist()) for m in maps}
+        figs[f"{curve} curve"] = report.curves(
+            series,
+            out / "figures" / f"{curve}.png",
+            f"fraction of pixels {'deleted' if curve == 'deletion' else 'inserted'}",
+            "probability of the explained class (mean)",
+        )
+    summary = {
+        m: {
+            "deletion_auc": float(scores[m]["deletion_auc"].mean()),
+            "insertion_auc": float(scores[m]["insertion_auc"].mean()),
+            "seconds_per_map": timing[m],
+        }
+        for m in maps
+    }
+    results = {
+        "command": "saliency",
+        "environment": _environment(model),
+        "methods": list(c.methods),
+        "rise_steps": c.rise_steps,
+        "rise_patch": c.patch,
+        "rise_deletion_to": {"name": c.deletion_to, "pixel_value": substrate},
+        "images": rows,
+        "summary": summary,
+    }
+    return _finish(out, config, results, figs)
+
+
+# --- adversarial examples ----------------------------------------------------------------------
+
+
+def run_fool(config: FoolConfig | None = None, out: Path | None = None, *,
+             model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
+    """Attack each image with each method; with ``epsilons`` (L∞: FGSM, PGD) and ``l2_epsilons``
+    (L2: PGD-L2, DeepFool, naive), also the success rate against ε of each attack in its norm."""
+    config, out, model = _prepare(_config(FoolConfig, config, settings), out, model)
+    c = config
+    names, x = _batch(model, c.images)
+    goal = _targets(model, c.target, len(x))
+    rows, figs, curves = [], {}, {}
+    for method in c.methods:
+        spec = attacks.ATTACKS[method]
+        options = {name: getattr(c, name) for name in spec.options}
+        res = attacks.run_attack(model, x, method, goal, c.eps, **options)
+        rows += res.rows(names, model.classes)
+        titles = [
+            f"{n}: {model.classes[int(o)]} → {model.classes[int(p)]} ({pr:.2f})"
+            for n, o, p, pr in zip(names, res.original, res.pred, res.prob, strict=True)
+        ]
+        figs[f"{method} examples"] = report.fooling_figure(
+            x.cpu(), res.x_adv, titles, out / "figures" / f"fool-{method}.png"
+        )
+        grid = c.epsilons if spec.norm == "linf" else c.l2_epsilons
+        if grid:
+            points = attacks.success_curve(model, x, method, grid, goal, **options)
+            curves[method] = {"norm": spec.norm, "points": points}
+    for norm in ("linf", "l2"):
+        series = {
+            m: ([p["eps"] for p in cu["points"]], [p["success_rate"] for p in cu["points"]])
+            for m, cu in curves.items()
+            if cu["norm"] == norm
+        }
+        if series:
+            figs[f"success vs eps ({norm})"] = report.curves(
+                series, out / "figures" / f"success-vs-eps-{norm}.png", f"ε ({norm} norm)", "success rate"
+            )
+    results = {
+        "command": "fool",
+        "environment": _environment(model),
+        "target": c.target,
+        "methods": list(c.methods),
+        "eps": c.eps,
+        "images": rows,
+        "success_curves": curves,
+    }
+    return _finish(out, config, results, figs)
+
+
+# --- class visualisation -----------------------------------------------------------------------
+
+
+def _init_image(model: ExplainModel, init: str | None) -> torch.Tensor | None:
+    return None if init is None else _batch(model, [init])[1][0]
+
+
+def _settings_without_seed(settings) -> dict:
+    d = asdict(settings)
+    d.pop("seed")
+    return d
+
+
+def run_classvis(config: ClassVisConfig | None = None, out: Path | None = None, *,
+                 model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
+    """Class model visualisation for each target and seed; snapshots and the probability over
+    iterations."""
+    config, out, model = _prepare(_config(ClassVisConfig, config, settings), out, model)
+    c = config
+    start_image = _init_image(model, c.init)
+    marks = sorted({round(k * c.iters / c.snapshots) for k in range(c.snapshots)})
+    rows, figs, series = [], {}, {}
+    for spec in c.targets:
+        t = resolve_class(spec, model.classes)
+        name = model.classes[t]
+        for seed in c.seeds:
+            start = time.perf_counter()
+            res = class_visualization(model, t, c.settings(seed), start_image, marks, progress)
+            rows.append(
+                {
+                    "target": name,
+                    "index": t,
+                    "seed": seed,
+                    "probability": res.probabilities[-1],
+                    "score": res.scores[-1],
+                    "seconds": time.perf_counter() - start,
+                    "probability_over_iterations": res.probabilities,
+                }
+            )
+            snaps = sorted(res.snapshots.items())
+            suffix = "" if len(c.seeds) == 1 else f"-seed{seed}"
+            figs[_tag(name, seed, c.seeds)] = report.image_grid(
+                [im for _, im in snaps],
+                [f"iter {k} p={res.probabilities[k]:.2f}" for k, _ in snaps],
+                out / "figures" / f"classvis-{t}{suffix}.png",
+            )
+            series[_tag(name, seed, c.seeds)] = (list(range(len(res.probabilities))), res.probabilities)
+    figs["target probability"] = report.curves(
+        series, out / "figures" / "classvis-probability.png", "iteration", "target probability"
+    )
+    results = {
+        "command": "classvis",
+        "environment": _environment(model),
+        "settings": _settings_without_seed(c.settings(c.seeds[0])),
+        "seeds": list(c.seeds),
+        "init": c.init,
+        "targets": rows,
+    }
+    return _finish(out, config, results, figs)
+
+
+def run_compare(config: CompareConfig | None = None, out: Path | None = None, *,
+                model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
+    """The course's parameter study as one grid figure per seed: rows iters, lr, l2, blur_every."""
+    config, out, model = _prepare(_config(CompareConfig, config, settings), out, model)
+    c = config
+    t = resolve_class(c.target, model.classes)
+    init = _init_image(model, c.init)
+    table, figs = [], {}
+    for seed in c.seeds:
+        base = c.base(seed)
+        rows = compare(model, t, base, c.grid(), c.iters, init, progress)
+        cells = {
+            name: [(f"{v:g} (p={r.probabilities[-1]:.2f})", r.image) for v, r in row]
+            for name, row in rows.items()
+        }
+        suffix = "" if len(c.seeds) == 1 else f"-seed{seed}"
+        figs[_tag("compare", seed, c.seeds)] = report.labelled_grid(
+            cells,
+            out / "figures" / f"compare{suffix}.png",
+            f"{model.classes[t]}: one parameter varied at a time around {asdict(base)}",
+        )
+        table += [
+            {"seed": seed, "parameter": name, "value": v, "probability": r.probabilities[-1]}
+            for name, row in rows.items()
+            for v, r in row
+        ]
+    results = {
+        "command": "compare",
+        "environment": _environment(model),
+        "target": model.classes[t],
+        "settings": _settings_without_seed(c.base(c.seeds[0])),
+        "seeds": list(c.seeds),
+        "grid": table,
+    }
+    return _finish(out, config, results, figs)
+
+
+# --- activations -------------------------------------------------------------------------------
+
+
+def run_activations(config: ActivationsConfig | None = None, out: Path | None = None, *,
+                    model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
+    """The first ``count`` activation maps of ``layer`` for each image."""
+    from dlapps.explain.activations import activation_maps
+
+    config, out, model = _prepare(_config(ActivationsConfig, config, settings), out, model)
+    c = config
+    names, x = _batch(model, c.images)
+    acts = activation_maps(model, x, c.layer, c.count)
+    figs, rows = {}, []
+    for i, name in enumerate(names):
+        tiles = [x[i].cpu(), *acts[i]]
+        labels = [name, *[f"filter {k}" for k in range(len(acts[i]))]]
+        path = out / "figures" / f"activations-{i}.png"
+        figs[f"{name}: {c.layer}"] = report.image_grid(tiles, labels, path)
+        rows.append(
+            {
+                "image": name,
+                "layer": c.layer,
+                "channels": int(acts.shape[1]),
+                "size": list(acts.shape[2:]),
+                "mean_activation": acts[i].mean(dim=(1, 2)).tolist(),
+            }
+        )
+    results = {"command": "activations", "environment": _environment(model), "images": rows}
+    return _finish(out, config, results, figs)
+
+
+# --- everything, offline -----------------------------------------------------------------------
+
+
+def run_all(config: AllConfig | None = None, out: Path | None = None, *,
+            model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
+    """``dlapps explain``: each command once on the bundled photos, one report linking them.
+
+    Sized to a few minutes on 2 CPU cores: images at ``image_size`` pixels, SmoothGrad/IG with 16
+    samples, attacks with their default budgets, class visualisation ``classvis_iters`` iterations.
+    """
+    start = time.perf_counter()
+    config, out, model = _prepare(_config(AllConfig, config, settings), out, model)
+    c = config
+    common = {"model": c.model, "image_size": c.image_size, "device": c.device}
+    methods = ["vanilla", "smoothgrad", "ig", "gradcam"]
+    parts = {
+        "saliency": lambda: run_saliency(
+            SaliencyConfig(images=list(c.photos), methods=methods, **common), out / "saliency", model=model),
+        "fool": lambda: run_fool(
+            FoolConfig(images=list(c.photos), target="goldfish", methods=["naive", "fgsm", "pgd", "deepfool"],
+                       epsilons=[e / 255 for e in (0.25, 0.5, 1, 2, 4)], l2_epsilons=[0.25, 0.5, 1.0, 2.0],
+                       max_iter=c.max_iter, **common),
+            out / "fool", model=model),
+        "classvis": lambda: run_classvis(
+            ClassVisConfig(targets=list(c.classvis_targets), iters=c.classvis_iters, **common),
+            out / "classvis", model=model, progress=progress),
+        "activations": lambda: run_activations(
+            ActivationsConfig(images=list(c.photos[:2]), **common), out / "activations", model=model),
+    }
+    done = {}
+    for name, fn in parts.items():
+        t0 = time.perf_counter()
+        fn()
+        done[name] = {"dir": name, "seconds": round(time.perf_counter() - t0, 2)}
+    results = {
+        "command": "all",
+        "environment": _environment(model),
+        "photos": list(c.photos),
+        "parts": done,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+    return _finish(out, config, results, {})

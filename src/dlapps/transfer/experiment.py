@@ -1,0 +1,354 @@
+"""Transfer learning experiments: the public functions behind ``dlapps transfer``.
+
+:func:`run_transfer` answers the course's question "should I use pretrained features on my
+small dataset, and why not train the big network directly?": it draws ``per_class`` labelled
+training images per class (one draw per seed), extracts (cached) features at one tap, and compares
+the classifiers of :mod:`dlapps.transfer.classifiers` on the same fixed test images.
+
+:func:`run_compare` is the grid runner: the SVM on every backbone x tap (C chosen by CV on the
+training split), recording CV and test accuracy along the C grid.
+
+:func:`first_conv_activations` shows what the first convolution of a backbone responds to.
+
+A run directory holds ``config.json``, one folder per cell (``finetune-seed0/``: the engine's
+checkpoint and log for a network, and ``cell.json`` once the cell is done), ``results.json``,
+``figures/`` and ``report.html``. Running again into the same directory continues it: finished
+cells are read back, a network resumes from its last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlapps.config import read_config_file, save_config
+from dlapps.data import load_domain
+from dlapps.data.domains import IMAGEFOLDER, Domain
+from dlapps.engine.device import environment, resolve_device
+from dlapps.engine.parallel import resolve_workers, run_parallel
+from dlapps.errors import ConfigError, DataError, UnknownNameError
+from dlapps.io import atomic_write_json
+from dlapps.models.pretrained import Backbone, parameter_table
+from dlapps.runs import write_results
+from dlapps.transfer.classifiers import CLASSIFIERS, Cell, Split, check_classes, prepared_backbone, timed
+from dlapps.transfer.config import CompareConfig, TransferConfig
+from dlapps.transfer.features import cached_features
+
+CELL = "cell.json"
+KIND = "transfer"
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def load_images(data: str | Domain, backbone: Backbone) -> Domain:
+    """A domain at its native size (image folders: squares of the backbone's resize side)."""
+    if isinstance(data, Domain):
+        return data
+    if data.startswith(IMAGEFOLDER):
+        return load_domain(data, size=backbone.resize, channels=3)
+    return load_domain(data)
+
+
+def stratified_subset(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Sorted indices of up to ``per_class`` random rows of every class (all rows when 0)."""
+    if per_class == 0:
+        return torch.arange(len(y))
+    rng = np.random.default_rng(seed)
+    labels = y.numpy()
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+    return torch.from_numpy(np.sort(np.concatenate(picks)))
+
+
+def splits(domain: Domain, per_class: int, test_per_class: int, seed: int) -> tuple[Split, Split]:
+    """The seed's labelled training draw and the fixed test draw (seed 0 for every run)."""
+    if domain.train_y.dim() != 1 or len(domain.train_y) == 0:
+        raise DataError(f"{domain.name} has no training images")
+    check_classes(domain.train_y, f"training split of {domain.name}")
+    tr = stratified_subset(domain.train_y, per_class, seed)
+    te = stratified_subset(domain.test_y, test_per_class, 0)
+    return (Split(domain.train_x[tr], domain.train_y[tr], "train"),
+            Split(domain.test_x[te], domain.test_y[te], "test"))
+
+
+class _Features:
+    """Cached features of splits at a tap (each split computed once here), timed into ``stages``."""
+
+    def __init__(self, backbone: Backbone, dataset: str, batch: int, progress: bool, device: torch.device,
+                 stages: dict[str, float]) -> None:
+        self.backbone, self.dataset, self.batch, self.progress = backbone, dataset, batch, progress
+        self.device, self.stages = device, stages
+        self._memo: dict[tuple[str, int], tuple[Split, Split]] = {}
+
+    def __call__(self, split: Split, layer: str) -> Split:
+        key = (layer, id(split))
+        if key not in self._memo:
+            timing: dict[str, float] = {}
+            feats, _ = cached_features(self.backbone, split.x, layer, self.dataset, self.batch, self.progress,
+                                       timing, self.device)
+            for part in ("data", "network"):
+                stage = f"features: {part}"
+                self.stages[stage] = self.stages.get(stage, 0.0) + timing.get(part, 0.0)
+            self._memo[key] = (split, Split(feats, split.y, split.role))  # keeps split alive: ids stay unique
+        return self._memo[key][1]
+
+
+# --- cells ---------------------------------------------------------------------------------------
+
+
+def run_cell(cell: Cell, cell_file: Path | None = None) -> dict:
+    """Train and score one classifier on one seed's draw (in this process or a worker's); the
+    result, test predictions included, is written to ``cell_file`` when given."""
+    r = timed(lambda: CLASSIFIERS[cell.name].fit(cell))
+    pred = r.pop("pred")
+    result = {"test_acc": float((pred == cell.test.y).float().mean()), "pred": pred.tolist(), **r}
+    if cell_file is not None:
+        atomic_write_json(cell_file, result)
+    return result
+
+
+def _finished(cell_dir: Path | None) -> dict | None:
+    """The result of a cell finished by an earlier (killed) run of the same directory."""
+    path = None if cell_dir is None else cell_dir / CELL
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _run_cells(cells: list[Cell], device: torch.device, workers: int | None, progress: bool,
+               desc: str) -> list[dict]:
+    """Every pending cell: in this process, or ``workers`` processes at once on a CPU (each
+    loads the backbone it needs by name; features travel with the cell)."""
+    n = 1 if device.type == "cuda" else resolve_workers(workers, len(cells))
+    if n > 1:
+        for cell in cells:
+            cell.backbone, cell.progress = None, False
+    jobs = [(cell, None if cell.run_dir is None else cell.run_dir / CELL) for cell in cells]
+    return run_parallel(run_cell, jobs, n, desc=desc, progress=progress and n > 1)
+
+
+def _prepare_run_dir(out: Path | None, cfg: TransferConfig | CompareConfig) -> Path | None:
+    """Make ``out`` and save ``cfg`` there; a directory of an earlier run continues only when its
+    settings are the same (the device may differ)."""
+    if out is None:
+        return None
+    out = Path(out)
+    path = out / "config.json"
+    if path.exists():
+        try:
+            saved = read_config_file(type(cfg), path)
+        except ConfigError as exc:
+            raise ConfigError(f"{out} holds another run: {exc}") from None
+        mine = {k: v for k, v in cfg.to_dict().items() if k != "device"}
+        differ = sorted(k for k, v in mine.items() if saved.get(k, v) != v)
+        if differ:
+            raise ConfigError(f"{out} holds a run with other settings ({', '.join(differ)}); continue it "
+                              f"with --config {path}, or give another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, path)
+    return out
+
+
+def _stat(values: Sequence[float]) -> dict:
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": len(a)}
+
+
+def _finish(out: Path | None, config: dict, results: dict) -> dict:
+    """Stamp and write results.json, render the report; the stamped results."""
+    if out is None:
+        return {"kind": KIND, "config": config, "environment": environment(), **results}
+    from dlapps.transfer import report
+
+    write_results(out, KIND, config, results)
+    report.render(out)
+    return json.loads((out / "results.json").read_text())
+
+
+# --- the classifiers on one tap ------------------------------------------------------------------
+
+
+def run_transfer(config: TransferConfig | None = None, out: Path | None = None, progress: bool = True,
+                 data: Domain | None = None, workers: int | None = 1) -> dict:
+    """Run the classifiers of ``config`` and write results.json, figures and report.html to ``out``
+    (continuing the run already there); the results.
+
+    ``data`` may be given as an already-loaded :class:`Domain` (notebooks, tests; the config then
+    names it, with a named dataset's defaults). ``workers``
+    cells train at once in separate processes (None: one per core; always 1 on a GPU).
+    """
+    cfg = config or TransferConfig()
+    cfg = (replace(cfg, data=data.name) if data is not None else cfg).resolved()
+    device = resolve_device(cfg.device)
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    backbone = prepared_backbone(cfg.backbone, cfg.image_size)
+    layer = cfg.layer or backbone.default_tap
+    backbone.tap_node(layer)  # an unknown layer fails before any work
+    stages["load backbone"] = time.perf_counter() - t0
+    out = _prepare_run_dir(out, cfg)
+    t0 = time.perf_counter()
+    domain = load_images(data if data is not None else cfg.data, backbone)
+    stages["load data"] = time.perf_counter() - t0
+    n_classes = len(domain.classes)
+    features = _Features(backbone, domain.name, cfg.feature_batch, progress, device, stages)
+    done: dict[tuple[str, int], dict] = {}
+    pending: list[Cell] = []
+    for seed in cfg.seeds:
+        train, test = splits(domain, cfg.per_class, cfg.test_per_class, seed)
+        for name in cfg.classifiers:
+            cell_dir = None if out is None else out / f"{name}-seed{seed}"
+            finished = _finished(cell_dir)
+            if finished is not None:
+                done[(name, seed)] = finished
+                continue
+            tr, te = ((features(train, layer), features(test, layer)) if CLASSIFIERS[name].on_features
+                      else (train, test))
+            pending.append(Cell(name, seed, tr, te, n_classes, cfg, cell_dir, device, progress, backbone))
+    outs = _run_cells(pending, device, workers, progress, "transfer cells")
+    done.update({(cell.name, cell.seed): r for cell, r in zip(pending, outs, strict=True)})
+
+    per_seed: dict[str, list[dict]] = {name: [] for name in cfg.classifiers}
+    confusion, c_sweep = {}, None
+    for seed in cfg.seeds:
+        for name in cfg.classifiers:
+            r = done[(name, seed)]
+            stages[name] = stages.get(name, 0.0) + r["seconds"]
+            kept = {k: v for k, v in r.items() if k not in ("pred", "cv_curve")}
+            per_seed[name].append({"seed": seed, **kept})
+            if seed == cfg.seeds[0]:
+                confusion[name] = _confusion(test.y, torch.tensor(r["pred"]), n_classes)
+                c_sweep = r.get("cv_curve", c_sweep)
+    summary = {name: {"test_acc": _stat([r["test_acc"] for r in runs])["mean"],
+                      "test_acc_std": _stat([r["test_acc"] for r in runs])["std"],
+                      "seconds": _stat([r["seconds"] for r in runs])["mean"], "per_seed": runs}
+               for name, runs in per_seed.items()}
+    results = {
+        "mode": "classifiers",
+        "data": {"name": domain.name, "classes": domain.classes, "train_images": len(train.y),
+                 "test_images": len(test.y), "native_shape": list(domain.shape)},
+        "backbone": {"name": backbone.name, "weights": backbone.weights_id, "layer": layer,
+                     "node": backbone.tap_node(layer), "input_size": backbone.input_size,
+                     "resize": backbone.resize, "parameters": parameter_table(backbone.net)},
+        "test_acc": {name: s["test_acc"] for name, s in summary.items()},
+        "classifiers": summary,
+        "confusion": confusion,
+        "c_sweep": c_sweep,
+        "stage_seconds": stages,
+    }
+    return _finish(out, cfg.to_dict(), results)
+
+
+def _confusion(y: torch.Tensor, pred: torch.Tensor, n: int) -> list[list[int]]:
+    m = torch.zeros(n, n, dtype=torch.int64)
+    m.index_put_((y, pred.to(torch.int64)), torch.ones_like(y), accumulate=True)
+    return m.tolist()
+
+
+# --- the grid: backbones x taps ------------------------------------------------------------------
+
+
+def run_compare(config: CompareConfig | None = None, out: Path | None = None, progress: bool = True,
+                data: Domain | None = None, workers: int | None = 1) -> dict:
+    """SVM accuracy for every backbone x tap of ``config`` (a tap a backbone lacks is skipped and
+    listed), continuing the grid already in ``out``.
+
+    C is chosen by CV on the training split; the test accuracy along the C grid is recorded for the
+    C-sweep figure. Features are extracted here, backbone by backbone; the SVM cells of a backbone
+    run ``workers`` at a time (None: one per core).
+    """
+    cfg = config or CompareConfig()
+    cfg = (replace(cfg, data=data.name) if data is not None else cfg).resolved()
+    device = resolve_device(cfg.device)
+    out = _prepare_run_dir(out, cfg)
+    cells, skipped, stages, loaded = [], [], {}, {}
+    domain = None
+    for name in cfg.backbones:
+        t0 = time.perf_counter()
+        backbone = prepared_backbone(name, cfg.image_size)
+        stages["load backbone"] = stages.get("load backbone", 0.0) + time.perf_counter() - t0
+        source = data if data is not None else cfg.data
+        key = backbone.resize if isinstance(source, str) and source.startswith(IMAGEFOLDER) else 0
+        if key not in loaded:
+            t0 = time.perf_counter()
+            loaded[key] = load_images(source, backbone)
+            stages["load data"] = stages.get("load data", 0.0) + time.perf_counter() - t0
+        domain = loaded[key]
+        features = _Features(backbone, domain.name, cfg.feature_batch, progress, device, stages)
+        draws = {seed: splits(domain, cfg.per_class, cfg.test_per_class, seed) for seed in cfg.seeds}
+        layers = [la for la in cfg.layers or [backbone.default_tap] if _has_tap(backbone, la, skipped)]
+        done: dict[tuple[str, int], dict] = {}
+        pending: dict[tuple[str, int], Cell] = {}
+        for layer in layers:
+            for seed, (train, test) in draws.items():
+                cell_dir = None if out is None else out / f"{name}-{layer}-seed{seed}"
+                finished = _finished(cell_dir)
+                if finished is not None:
+                    done[(layer, seed)] = finished
+                    continue
+                pending[(layer, seed)] = Cell("svm", seed, features(train, layer), features(test, layer),
+                                              len(domain.classes), cfg.svm(seed), cell_dir, device, False)
+        outs = _run_cells(list(pending.values()), device, workers, progress, f"{name} SVM cells")
+        done.update(zip(pending, outs, strict=True))
+        for layer in layers:
+            runs = [{"seed": seed, "test_acc": done[(layer, seed)]["test_acc"], "C": done[(layer, seed)]["C"],
+                     "cv_curve": done[(layer, seed)]["cv_curve"], "seconds": done[(layer, seed)]["seconds"]}
+                    for seed in cfg.seeds]
+            stages["svm"] = stages.get("svm", 0.0) + sum(r["seconds"] for r in runs)
+            accs = _stat([r["test_acc"] for r in runs])
+            cells.append({"backbone": name, "layer": layer, "weights": backbone.weights_id,
+                          "test_acc": accs["mean"], "test_acc_std": accs["std"], "runs": runs})
+    if not cells:
+        raise ConfigError(f"no backbone has any of the layers {list(cfg.layers or [])}: {skipped}")
+    results = {"mode": "compare", "cells": cells, "skipped": skipped,
+               "data": {"name": domain.name, "classes": domain.classes}, "stage_seconds": stages}
+    return _finish(out, cfg.to_dict(), results)
+
+
+def _has_tap(backbone: Backbone, layer: str, skipped: list[dict]) -> bool:
+    try:
+        backbone.tap_node(layer)
+    except UnknownNameError:
+        skipped.append({"backbone": backbone.name, "layer": layer, "taps": sorted(backbone.taps)})
+        return False
+    return True
+
+
+# --- what the first convolution sees -------------------------------------------------------------
+
+
+@torch.no_grad()
+def first_conv_activations(image: Path | str, backbone_name: str = "efficientnet_lite0",
+                           out: Path | None = None, image_size: int | None = None) -> dict:
+    """The first convolution's filters and their responses to one image (plus the top-5 classes)."""
+    from dlapps.data.sources import read_image
+    from dlapps.models.pretrained import imagenet_classes
+
+    path = Path(image).expanduser()
+    if not path.is_file():
+        raise DataError(f"image {path} does not exist")
+    backbone = prepared_backbone(backbone_name, image_size)
+    x = backbone.preprocess([read_image(path)])
+    maps = backbone.first_conv(backbone.normalize(x))[0]
+    probs = backbone.pixel_model()(x).softmax(1)[0]
+    names = imagenet_classes()
+    top = [{"class": names[i], "p": float(probs[i])} for i in probs.topk(5).indices]
+    results = {"mode": "activations", "image": str(path), "backbone": backbone.name,
+               "weights": backbone.weights_id, "first_conv": list(backbone.first_conv.weight.shape),
+               "input_size": backbone.input_size, "top5": top}
+    config = {"image": str(path), "backbone": backbone_name, "image_size": image_size}
+    if out is not None:
+        from dlapps.transfer import report
+
+        out = Path(out)
+        report.activation_figures(out, results, x[0], maps, backbone.first_conv.weight)
+    return _finish(None if out is None else out, config, results)
