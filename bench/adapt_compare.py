@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from dlapps.adapt.compare import DEFAULT_METHODS, DEFAULT_PAIRS, pair_dir, run_compare
+from dlapps.adapt.config import AdaptConfig, preset
 from dlapps.adapt.experiment import CONFIG, FINAL, environment, summarize
 from dlapps.adapt.paper import paper_numbers
-from dlapps.adapt.config import AdaptConfig, preset
-from dlapps.engine.parallel import available_cores, resolve_workers
 from dlapps.adapt.report import compare_markdown
+from dlapps.engine.parallel import available_cores, resolve_workers
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -16,8 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from dlapps.adapt.experiment import run_adapt
 from dlapps.adapt.config import preset
+from dlapps.adapt.experiment import run_adapt
 from dlapps.adapt.report import results_markdown as markdown_table
 
 RESULTS = Path(__file__).parent / "results"

@@ -17,10 +17,10 @@ import json
 import statistics
 from pathlib import Path
 
-from dlapps.adapt.experiment import run_adapt, stat
 from dlapps.adapt.config import preset
-from dlapps.engine.device import environment
+from dlapps.adapt.experiment import run_adapt, stat
 from dlapps.adapt.report import mean_std
+from dlapps.engine.device import environment
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = {  # name -> (method, self-training options, what it is)

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import torch
 
+from dlapps.adapt.config import AdaptConfig
 from dlapps.adapt.experiment import make_optimizer
 from dlapps.adapt.methods import get_method
-from dlapps.engine.schedules import annealed
-from dlapps.adapt.config import AdaptConfig
 from dlapps.data import load_domain
 from dlapps.engine import Labelled, PairedBatches, Trainer, seed_everything
 from dlapps.engine.batches import epoch_generator, index_stream, to_float
 from dlapps.engine.device import cpu_name
+from dlapps.engine.schedules import annealed
 from dlapps.models import build_digits_net
 
 

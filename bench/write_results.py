@@ -21,6 +21,8 @@ SECTIONS = [
      "python bench/adapt_seeds.py"),
     ("adapt_more", "Domain adaptation on the other offline pairs (one seed)",
      "python bench/adapt_seeds.py --pairs mnist5k:digits,syndigits:mnist5k --seeds 0 --tag adapt_more"),
+    ("adapt_backbone", "Domain adaptation on a pretrained backbone over image folders",
+     "python bench/adapt_backbone.py"),
     ("throughput", "Training throughput: the engine vs a bare loop", "python bench/throughput.py"),
     ("adapt_compare", "Domain adaptation methods compared", "python bench/adapt_compare.py"),
     ("self_training", "Self-training on top of DANN: what helps", "python bench/self_training_ablation.py"),

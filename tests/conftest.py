@@ -142,8 +142,8 @@ def write_image_folder(root: Path, domain, classes: list[int], per_class: tuple[
 @pytest.fixture(scope="session")
 def folder_pair(tmp_path_factory, digits_pair):
     """Two small ImageFolder domains made from real images: MNIST and MNIST-M digits 0, 1, 2
-    (60 train + 30 test images per class each), as a user's photo folders would be laid out."""
+    (30 train + 10 test images per class each), as a user's photo folders would be laid out."""
     root = tmp_path_factory.mktemp("folders")
     source, target = digits_pair
-    return (write_image_folder(root / "mnist", source, [0, 1, 2], (60, 30)),
-            write_image_folder(root / "mnistm", target, [0, 1, 2], (60, 30)))
+    return (write_image_folder(root / "mnist", source, [0, 1, 2], (30, 10)),
+            write_image_folder(root / "mnistm", target, [0, 1, 2], (30, 10)))

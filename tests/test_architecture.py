@@ -50,7 +50,8 @@ def imports() -> list[tuple[str, str, str]]:
         rel = path.relative_to(ROOT.parent).with_suffix("")
         module = ".".join(rel.parts).removesuffix(".__init__")
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("dlapps"):
+            module_name = getattr(node, "module", None) or ""
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and module_name.startswith("dlapps"):
                 targets = ([f"dlapps.{a.name}" for a in node.names] if node.module == "dlapps"
                            else [node.module])
             elif isinstance(node, ast.Import):
@@ -101,3 +102,42 @@ def test_every_area_report_renders_a_run_and_a_section():
 def test_matplotlib_backend_is_set_in_one_place():
     setters = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if "matplotlib.use(" in p.read_text()]
     assert setters == ["report/figures.py"]
+
+
+def test_one_vocabulary_on_the_command_line():
+    """Every command that trains takes --seeds, --out, -q/--quiet, --device and --config (and
+    --workers where it has independent cells); every grid runner is called `compare`."""
+    import click
+    import typer
+
+    from dlapps.cli import app
+
+    root = typer.main.get_command(app)
+
+    def command(path: str) -> click.Command:
+        cmd = root
+        for name in path.split():
+            cmd = cmd.commands[name] if name in getattr(cmd, "commands", {}) else cmd
+        return cmd
+
+    def options(cmd: click.Command) -> set[str]:
+        return {o for p in cmd.params for o in p.opts}
+
+    common = {"--seeds", "--out", "--quiet", "-q", "--device", "--config"}
+    trains = {"adapt": True, "adapt compare": True, "transfer": True, "transfer compare": True,
+              "gan": True, "gan train": True, "gan compare": True, "explain classvis": False,
+              "explain compare": False}
+    for path, has_workers in trains.items():
+        given = options(command(path))
+        assert common <= given, f"dlapps {path} lacks {sorted(common - given)}"
+        assert "--workers" in given or not has_workers, f"dlapps {path} lacks --workers"
+    for area in ("adapt", "transfer", "gan", "explain"):
+        assert "compare" in root.commands[area].commands, area
+        assert not {"study", "sweep", "ablate"} & set(root.commands[area].commands), area
+
+
+def test_seeds_mean_the_same_everywhere():
+    from dlapps.cli_support import parse_seeds
+
+    assert parse_seeds("0,1,2") == parse_seeds("0:3") == [0, 1, 2]
+    assert parse_seeds("3") == [3]  # one seed, never a count

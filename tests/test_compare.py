@@ -6,10 +6,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dlapps.adapt import compare, experiment
-from dlapps.cli import app
 from dlapps.adapt.config import preset
-from dlapps.errors import ConfigError
 from dlapps.adapt.report import compare_markdown
+from dlapps.cli import app
+from dlapps.errors import ConfigError
 
 PAIR = "mnist5k:digits"
 BASE = dict(epochs=1, train_limit=64, tsne=False, a_distance=False)  # 2 steps per cell

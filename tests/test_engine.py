@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from dlapps.adapt.methods import get_method
-from dlapps.engine.schedules import annealed
 from dlapps.engine import Labelled, PairedBatches, Trainer, seed_everything
 from dlapps.engine.checkpoint import CHECKPOINT, load_checkpoint
+from dlapps.engine.schedules import annealed
 from dlapps.errors import CheckpointError, ConfigError, NonFiniteLossError
 from dlapps.models import build_digits_net
 

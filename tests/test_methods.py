@@ -7,8 +7,8 @@ import torch
 
 from dlapps.adapt.experiment import make_optimizer
 from dlapps.adapt.methods import METHODS, get_method
-from dlapps.engine.schedules import annealed, constant
 from dlapps.engine import Labelled, PairedBatches, Trainer, seed_everything, to_float
+from dlapps.engine.schedules import annealed, constant
 from dlapps.errors import UnknownNameError
 from dlapps.models import build_digits_net
 

@@ -59,3 +59,91 @@ def test_broken_page_would_be_caught(tmp_path):
         assert len(errors) >= 1
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def one_run_of_each_kind(finished_run, tmp_path_factory):
+    """adapt (the shared default run), transfer, explain (on the adapt run's DANN network) and
+    generate runs, each as small as its command allows."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dlapps.cli import app
+    from dlapps.data import load_domain
+
+    root = tmp_path_factory.mktemp("kinds")
+    adapt, _ = finished_run
+    digit = root / "seven.png"
+    mnistm = load_domain("mnistm5k", 28, 3)
+    Image.fromarray(mnistm.test_x[(mnistm.test_y == 7).nonzero()[0, 0]].permute(1, 2, 0).numpy()).save(digit)
+    commands = {
+        "transfer": ["transfer", "--data", "digits", "--classifier", "svm,probe", "--per-class", "10",
+                     "--test-per-class", "5", "--image-size", "32", "--C", "0.1,1", "--workers", "1"],
+        "explain": ["explain", "saliency", str(digit), "--model", str(adapt / "dann-seed0"), "--method",
+                    "vanilla,gradcam", "--rise-steps", "4"],
+        "generate": ["gan", "train", "--epochs", "1", "--ngf", "8", "--ndf", "8", "--nz", "16",
+                     "--batch-size", "64", "--n-samples", "200"],
+    }
+    runs = {"adapt": adapt}
+    for kind, args in commands.items():
+        out = root / kind
+        result = CliRunner().invoke(app, [*args, "--out", str(out), "--quiet"])
+        assert result.exit_code == 0, result.output
+        runs[kind] = out
+    return runs
+
+
+def test_report_over_every_kind_is_one_page(one_run_of_each_kind, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dlapps.cli import app
+
+    runs = one_run_of_each_kind
+    for kind, run in runs.items():
+        assert json.loads((run / "results.json").read_text())["kind"] == kind
+    page = tmp_path / "index.html"
+    result = CliRunner().invoke(app, ["report", *map(str, runs.values()), "--out", str(page)])
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert html.count("<section class=run") == 4 and "<script" not in html
+    for kind in runs:
+        assert f"({kind}, " in html  # the index names each run's kind
+    assert 'id="results"' in html  # adapt's table
+
+
+def test_report_on_a_folder_that_is_not_a_run_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from dlapps.cli import app
+
+    (tmp_path / "empty").mkdir()
+    for target in (tmp_path / "empty", tmp_path / "missing"):
+        result = CliRunner().invoke(app, ["report", str(target), "--out", str(tmp_path / "i.html")])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert str(target) in result.output
+    assert not (tmp_path / "i.html").exists()
+
+
+@pytest.mark.browser
+def test_report_over_every_kind_in_a_browser(one_run_of_each_kind, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from dlapps.reports import render_index
+
+    page = render_index(list(one_run_of_each_kind.values()), tmp_path / "index.html")
+    driver = _driver(tmp_path)
+    try:
+        driver.get(page.resolve().as_uri())
+        sections = driver.find_elements(By.CSS_SELECTOR, "section.run")
+        assert len(sections) == 4 and all(s.is_displayed() for s in sections)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "ol li a")) == 4
+        images_ok = driver.execute_script(
+            "return document.images.length >= 8 && "
+            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 50)")
+        assert images_ok
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+        assert errors == []
+    finally:
+        driver.quit()

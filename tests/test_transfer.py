@@ -255,17 +255,19 @@ def test_resumed_finetune_equals_an_uninterrupted_one(digits, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_killed_finetune_run_ends_as_an_uninterrupted_one(tmp_path):
+    """SIGKILLed 3 times (6 epochs of 2 steps), resumed by rerunning the same command; the
+    uninterrupted reference runs the same command in the same kind of process (same threads)."""
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"kind": "transfer", "data": "mnist5k", **TINY, "per_class": 4,
-                                  "epochs": 12}))
+    config.write_text(json.dumps({"kind": "transfer", "data": "mnist5k", **TINY, "per_class": 2,
+                                  "epochs": 6}))
     args = ["transfer", "--config", config, "--workers", "1", "-q", "--out"]
-    reference = dlapps(*args, tmp_path / "whole")
-    assert reference.returncode == 0, reference.stderr
+    dlapps(*args, tmp_path / "whole")
     killed = kill_and_resume([*args, tmp_path / "killed"], [*args, tmp_path / "killed"], tmp_path / "killed",
-                             max_delay=1.5)
+                             max_delay=1.0)
     assert killed.pop("_kills") >= 1
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
     assert comparable(killed) == comparable(whole)
+    assert whole["classifiers"]["finetune"]["per_seed"][0]["epoch_loss"][-1] > 0
 
 
 def test_config_of_another_kind_is_refused(tmp_path):

@@ -10,19 +10,8 @@ from pathlib import Path
 
 import typer
 
-from dlapps.cli_support import (
-    CONFIG,
-    DEVICE,
-    OUT,
-    QUIET,
-    SEEDS,
-    WORKERS,
-    csv_list,
-    default_run_dir,
-    parse_method_options,
-    parse_seeds,
-    user_errors,
-)
+from dlapps import cli_support as opt
+from dlapps.cli_support import csv_list, default_run_dir, parse_method_options, parse_seeds, user_errors
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Domain adaptation: DANN and the methods around it, on any pair of domains.")
@@ -38,12 +27,12 @@ def adapt(
     target: str = typer.Option(None, help="target domain (unlabelled); default mnistm5k"),
     methods: str = typer.Option(None, help="comma-separated methods; default source,dann,target"),
     epochs: int = typer.Option(None, help="epochs (passes over the source training set)"),
-    seeds: str = SEEDS,
+    seeds: str = opt.SEEDS,
     preset: str = typer.Option("fast", help="fast (default, minutes on a CPU) or paper"),
     photos: str = typer.Option(None, help="MNIST-M backgrounds: auto, skimage, bsds500 or a folder"),
-    out: Path = OUT,
+    out: Path = opt.OUT,
     resume: Path = typer.Option(None, help="continue the run in this directory"),
-    device: str = DEVICE,
+    device: str = opt.DEVICE,
     batch_size: int = typer.Option(None, help="images per domain per step"),
     lr: float = typer.Option(None, help="base learning rate mu0"),
     optimizer: str = typer.Option(None, help="sgd or adam"),
@@ -56,12 +45,12 @@ def adapt(
                                  "efficientnet_lite0): new bottleneck, classifier and discriminator on it"),
     image_size: int = typer.Option(None, help="resize every domain to this size"),
     batchnorm: bool = typer.Option(None, "--batchnorm/--no-batchnorm", help="batch norm in the nets"),
-    config: Path = CONFIG,
+    config: Path = opt.CONFIG,
     tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="t-SNE figure of the features"),
     a_distance: bool = typer.Option(True, "--a-distance/--no-a-distance", help="proxy A-distance"),
     option: list[str] = METHOD_OPTION,
-    workers: int = WORKERS,
-    quiet: bool = QUIET,
+    workers: int = opt.WORKERS,
+    quiet: bool = opt.QUIET,
 ) -> None:
     """Train source-only, DANN and train-on-target (or any --methods) and compare them.
 
@@ -105,11 +94,11 @@ def adapt_compare(
     train_limit: int = typer.Option(None, help="at most this many training images per domain"),
     out: Path = typer.Option(None, "--out", help="grid directory (rerun to continue); default "
                              "runs/compare-<time>"),
-    device: str = DEVICE,
-    config: Path = CONFIG,
+    device: str = opt.DEVICE,
+    config: Path = opt.CONFIG,
     option: list[str] = METHOD_OPTION,
-    workers: int = WORKERS,
-    quiet: bool = QUIET,
+    workers: int = opt.WORKERS,
+    quiet: bool = opt.QUIET,
 ) -> None:
     """Every method on every pair with the same network and budget; resumable; one table."""
     from dlapps.adapt.compare import DEFAULT_METHODS, DEFAULT_PAIRS, run_compare

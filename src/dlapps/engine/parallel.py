@@ -37,7 +37,27 @@ def resolve_workers(workers: int | None, n_jobs: int) -> int:
     return max(1, min(wanted, n_jobs))
 
 
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to SIGKILL this worker when its parent dies: a grid whose main
+    process is killed must not leave cells training (and checkpointing) on their own, racing
+    the run that resumes them."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except OSError:  # another C library: workers then outlive a killed parent, as before
+        return
+    if os.getppid() == 1:  # the parent died before the request: go now
+        os._exit(1)
+
+
 def _init_worker(threads: int) -> None:
+    _die_with_parent()
     torch.set_num_threads(threads)
 
 

@@ -123,6 +123,7 @@ def class_visualization(
 
 
 COMPARE_GRID = {"lr": (1.0, 5.0, 25.0), "l2": (0.0, 1e-3, 1e-2), "blur_every": (0, 10, 50)}
+ITER_POINTS = (25, 50, 100, 200)  # the iteration counts compare shows by default
 PARAMETERS = ("lr", "l2", "blur_every", "blur_sigma", "jitter", "seed")  # what compare can vary
 
 
@@ -131,7 +132,7 @@ def compare(
     target: int,
     base: ClassVisSettings | None = None,
     grid: dict[str, Sequence[float]] | None = None,
-    iter_points: Sequence[int] = (25, 50, 100, 200),
+    iter_points: Sequence[int] = ITER_POINTS,
     init: torch.Tensor | None = None,
     progress: bool = False,
 ) -> dict[str, list[tuple[float, ClassVisResult]]]:

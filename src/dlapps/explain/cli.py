@@ -14,7 +14,9 @@ of the same command; the options given override it). Each is a thin wrapper over
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 
@@ -36,6 +38,7 @@ IMAGES = typer.Argument(
     None, help="image files, folders, or bundled photos: chelsea, coffee, rocket, astronaut, motorcycle, ..."
 )
 IMAGE_SIZE = typer.Option(None, help="crop size (backbones; default their own, 224)")
+C = TypeVar("C")
 
 
 def _numbers(text: str | None) -> list[float] | None:
@@ -62,7 +65,20 @@ def _device(device: str) -> str | None:
     return None if device == "auto" else device
 
 
-def _echo_done(results: dict) -> None:
+def _run(cls: type[C], run: Callable[..., dict], config: Path | None, out: Path | None, quiet: bool,
+         device: str, **options: Any) -> tuple[C, dict]:
+    """``--config FILE`` then the given ``options`` merged into a ``cls`` config, run by ``run``:
+    (the config, the results)."""
+    from dlapps.explain.config import merge_command
+
+    cfg = merge_command(cls, config, {**options, "device": _device(device)})
+    return cfg, run(cfg, out, progress=not quiet)
+
+
+def _echo(results: dict, lines: Iterable[str]) -> None:
+    """The command's summary lines, then where its report is."""
+    for line in lines:
+        typer.echo(line)
     typer.echo(f"report: {Path(results['out']) / 'report.html'}")
 
 
@@ -89,56 +105,43 @@ def explain(
         torch.set_num_threads(threads)
     if ctx.invoked_subcommand is not None:
         return
-    from dlapps.explain.config import AllConfig, merge_command
+    from dlapps.explain.config import AllConfig
     from dlapps.explain.experiment import run_all
 
-    cfg = merge_command(AllConfig, config, {"image_size": image_size, "device": _device(device)})
-    res = run_all(cfg, out, progress=not quiet)
-    for name, part in res["parts"].items():
-        typer.echo(f"{name:12s} {part['seconds']:7.1f} s   {Path(res['out']) / name / 'report.html'}")
-    _echo_done(res)
+    _, res = _run(AllConfig, run_all, config, out, quiet, device, image_size=image_size)
+    _echo(res, (f"{name:12s} {part['seconds']:7.1f} s   {Path(res['out']) / name / 'report.html'}"
+                for name, part in res["parts"].items()))
 
 
 @app.command()
 @user_errors
 def saliency(
     images: list[str] = IMAGES,
-    model: str = MODEL,
     method: str = typer.Option(
         None, help="comma-separated: vanilla, smoothgrad, ig, gradcam, gradcampp; "
         "default vanilla,smoothgrad,ig,gradcam"
     ),
     target: str = typer.Option(None, help="class to explain (name or index); default the prediction"),
     true: str = typer.Option(None, help="comma-separated true classes of the images, for the figure"),
-    image_size: int = IMAGE_SIZE,
     rise_steps: int = typer.Option(None, help="points of the deletion/insertion curves; default 24"),
     patch: int = typer.Option(None, help="RISE tile size in pixels (default 1: single pixels, as RISE)"),
     deletion_to: str = typer.Option(
         None, help="what deleted pixels become: mean (default: zeros of the normalised input, as RISE) "
         "or black"
     ),
-    out: Path = OUT,
-    quiet: bool = QUIET,
-    device: str = DEVICE,
-    config: Path = CONFIG,
+    model: str = MODEL, image_size: int = IMAGE_SIZE,
+    out: Path = OUT, quiet: bool = QUIET, device: str = DEVICE, config: Path = CONFIG,
 ) -> None:
     """Saliency maps with the RISE deletion/insertion AUCs (against a random map)."""
-    from dlapps.explain.config import SaliencyConfig, merge_command
+    from dlapps.explain.config import SaliencyConfig
     from dlapps.explain.experiment import run_saliency
 
-    cfg = merge_command(SaliencyConfig, config, {
-        "images": images or None, "model": model, "methods": csv_list(method), "target": target,
-        "true_labels": csv_list(true), "image_size": image_size, "rise_steps": rise_steps, "patch": patch,
-        "deletion_to": deletion_to, "device": _device(device)})
-    res = run_saliency(cfg, out, progress=not quiet)
-    for name, s in res["summary"].items():
-        typer.echo(
-            f"{name:11s} deletion AUC {s['deletion_auc']:.3f}  insertion AUC {s['insertion_auc']:.3f}  "
-            f"{s['seconds_per_map']:.2f} s/map"
-        )
-    for r in res["images"]:
-        typer.echo(f"{r['image']}: {r['predicted']} ({r['probability']:.2f})")
-    _echo_done(res)
+    _, res = _run(SaliencyConfig, run_saliency, config, out, quiet, device, images=images or None,
+                  methods=csv_list(method), target=target, true_labels=csv_list(true), rise_steps=rise_steps,
+                  patch=patch, deletion_to=deletion_to, model=model, image_size=image_size)
+    _echo(res, [*(f"{name:11s} deletion AUC {s['deletion_auc']:.3f}  insertion AUC {s['insertion_auc']:.3f}  "
+                  f"{s['seconds_per_map']:.2f} s/map" for name, s in res["summary"].items()),
+                *(f"{r['image']}: {r['predicted']} ({r['probability']:.2f})" for r in res["images"])])
 
 
 @app.command()
@@ -153,38 +156,31 @@ def fool(
     ),
     l2_epsilons: str = typer.Option(None, help="success rate of naive/pgd-l2/deepfool at these L2 ε"),
     max_iter: int = typer.Option(None, help="iteration budget of naive and deepfool; default 100"),
-    model: str = MODEL,
-    image_size: int = IMAGE_SIZE,
-    out: Path = OUT,
-    quiet: bool = QUIET,
-    device: str = DEVICE,
-    config: Path = CONFIG,
+    model: str = MODEL, image_size: int = IMAGE_SIZE,
+    out: Path = OUT, quiet: bool = QUIET, device: str = DEVICE, config: Path = CONFIG,
 ) -> None:
     """Fooling images (targeted gradient ascent) and FGSM / PGD / DeepFool adversarial examples."""
-    from dlapps.explain.config import FoolConfig, merge_command
+    from dlapps.explain.config import FoolConfig
     from dlapps.explain.experiment import run_fool
 
     eps_value = _numbers(eps)
-    cfg = merge_command(FoolConfig, config, {
-        "images": images or None, "target": target, "methods": csv_list(method),
-        "eps": eps_value[0] if eps_value else None, "epsilons": _numbers(epsilons),
-        "l2_epsilons": _numbers(l2_epsilons), "max_iter": max_iter, "model": model,
-        "image_size": image_size, "device": _device(device)})
-    res = run_fool(cfg, out, progress=not quiet)
-    for r in res["images"]:
-        status = "success" if r["success"] else "FAILED"
-        typer.echo(
-            f"{r['method']:9s} {r['image']}: {r['original']} -> {r['prediction']} ({r['probability']:.2f}) "
-            f"{status} after {r['iterations']} iterations, L2 {r['l2']:.3f}, Linf {r['linf'] * 255:.2f}/255"
-            + (f"  [{r['note']}]" if r["note"] else "")
-        )
-    _echo_done(res)
+    _, res = _run(FoolConfig, run_fool, config, out, quiet, device, images=images or None, target=target,
+                  methods=csv_list(method), eps=eps_value[0] if eps_value else None,
+                  epsilons=_numbers(epsilons), l2_epsilons=_numbers(l2_epsilons), max_iter=max_iter,
+                  model=model, image_size=image_size)
+    _echo(res, (
+        f"{r['method']:9s} {r['image']}: {r['original']} -> {r['prediction']} ({r['probability']:.2f}) "
+        f"{'success' if r['success'] else 'FAILED'} after {r['iterations']} iterations, L2 {r['l2']:.3f}, "
+        f"Linf {r['linf'] * 255:.2f}/255" + (f"  [{r['note']}]" if r["note"] else "")
+        for r in res["images"]
+    ))
 
 
 @app.command()
 @user_errors
 def classvis(
     target: str = typer.Option(None, help="comma-separated classes (names or indices)"),
+    seeds: str = SEEDS,
     init: str = typer.Option(None, help="start from this image instead of noise"),
     iters: int = typer.Option(None, help="gradient-ascent iterations; default 200"),
     lr: float = typer.Option(None, help="L2 length of each step in pixel units; default 5"),
@@ -192,32 +188,21 @@ def classvis(
     blur_every: int = typer.Option(None, help="Gaussian blur every N iterations (0: never); default 10"),
     blur_sigma: float = typer.Option(None, help="std of that blur in pixels; default 0.5"),
     jitter: int = typer.Option(None, help="maximal random shift in pixels; default 16"),
-    seeds: str = SEEDS,
-    model: str = MODEL,
-    image_size: int = IMAGE_SIZE,
-    out: Path = OUT,
-    quiet: bool = QUIET,
-    device: str = DEVICE,
-    config: Path = CONFIG,
+    model: str = MODEL, image_size: int = IMAGE_SIZE,
+    out: Path = OUT, quiet: bool = QUIET, device: str = DEVICE, config: Path = CONFIG,
 ) -> None:
     """Class model visualisation: maximise score − λ‖x‖² with jitter, blur and clamping.
 
     One image per target and seed (the seed draws the starting noise and the jitter)."""
-    from dlapps.explain.config import ClassVisConfig, merge_command
+    from dlapps.explain.config import ClassVisConfig
     from dlapps.explain.experiment import run_classvis
 
-    cfg = merge_command(ClassVisConfig, config, {
-        "targets": csv_list(target), "init": init, "iters": iters, "lr": lr, "l2": l2,
-        "blur_every": blur_every, "blur_sigma": blur_sigma, "jitter": jitter, "seeds": parse_seeds(seeds),
-        "model": model, "image_size": image_size, "device": _device(device)})
-    res = run_classvis(cfg, out, progress=not quiet)
-    for r in res["targets"]:
-        seed = f" seed {r['seed']}" if len(cfg.seeds) > 1 else ""
-        typer.echo(
-            f"{r['target']}{seed}: probability {r['probability']:.3f} after {cfg.iters} iterations "
-            f"({r['seconds']:.1f} s)"
-        )
-    _echo_done(res)
+    cfg, res = _run(ClassVisConfig, run_classvis, config, out, quiet, device, targets=csv_list(target),
+                    init=init, iters=iters, lr=lr, l2=l2, blur_every=blur_every, blur_sigma=blur_sigma,
+                    jitter=jitter, seeds=parse_seeds(seeds), model=model, image_size=image_size)
+    seed = " seed {}" if len(cfg.seeds) > 1 else ""
+    _echo(res, (f"{r['target']}{seed.format(r['seed'])}: probability {r['probability']:.3f} after "
+                f"{cfg.iters} iterations ({r['seconds']:.1f} s)" for r in res["targets"]))
 
 
 @app.command()
@@ -232,26 +217,19 @@ def compare(
     blur_every: str = typer.Option(None, help="blur frequencies tried; default 0,10,50"),
     init: str = typer.Option(None, help="start from this image instead of noise"),
     seeds: str = SEEDS,
-    model: str = MODEL,
-    image_size: int = IMAGE_SIZE,
-    out: Path = OUT,
-    quiet: bool = QUIET,
-    device: str = DEVICE,
-    config: Path = CONFIG,
+    model: str = MODEL, image_size: int = IMAGE_SIZE,
+    out: Path = OUT, quiet: bool = QUIET, device: str = DEVICE, config: Path = CONFIG,
 ) -> None:
     """The class-visualisation settings compared as one grid (one parameter varied per row)."""
-    from dlapps.explain.config import CompareConfig, merge_command
+    from dlapps.explain.config import CompareConfig
     from dlapps.explain.experiment import run_compare
 
-    cfg = merge_command(CompareConfig, config, {
-        "target": target, "iters": _ints(iters), "lr": _numbers(lr), "l2": _numbers(l2),
-        "blur_every": _ints(blur_every), "init": init, "seeds": parse_seeds(seeds), "model": model,
-        "image_size": image_size, "device": _device(device)})
-    res = run_compare(cfg, out, progress=not quiet)
-    for r in res["grid"]:
-        seed = f"seed {r['seed']}  " if len(cfg.seeds) > 1 else ""
-        typer.echo(f"{seed}{r['parameter']:10s} {r['value']:<8g} probability {r['probability']:.3f}")
-    _echo_done(res)
+    cfg, res = _run(CompareConfig, run_compare, config, out, quiet, device, target=target, iters=_ints(iters),
+                    lr=_numbers(lr), l2=_numbers(l2), blur_every=_ints(blur_every), init=init,
+                    seeds=parse_seeds(seeds), model=model, image_size=image_size)
+    seed = "seed {}  " if len(cfg.seeds) > 1 else ""
+    _echo(res, (f"{seed.format(r['seed'])}{r['parameter']:10s} {r['value']:<8g} "
+                f"probability {r['probability']:.3f}" for r in res["grid"]))
 
 
 @app.command()
@@ -260,21 +238,14 @@ def activations(
     images: list[str] = IMAGES,
     layer: str = typer.Option(None, help="'first' (the first convolution, default) or a module path"),
     count: int = typer.Option(None, help="channels shown; default 16"),
-    model: str = MODEL,
-    image_size: int = IMAGE_SIZE,
-    out: Path = OUT,
-    quiet: bool = QUIET,
-    device: str = DEVICE,
-    config: Path = CONFIG,
+    model: str = MODEL, image_size: int = IMAGE_SIZE,
+    out: Path = OUT, quiet: bool = QUIET, device: str = DEVICE, config: Path = CONFIG,
 ) -> None:
     """Activation maps of a layer (default: the first 16 filters of the first convolution)."""
-    from dlapps.explain.config import ActivationsConfig, merge_command
+    from dlapps.explain.config import ActivationsConfig
     from dlapps.explain.experiment import run_activations
 
-    cfg = merge_command(ActivationsConfig, config, {
-        "images": images or None, "layer": layer, "count": count, "model": model, "image_size": image_size,
-        "device": _device(device)})
-    res = run_activations(cfg, out, progress=not quiet)
-    for r in res["images"]:
-        typer.echo(f"{r['image']}: {r['channels']} maps of {r['size'][0]}x{r['size'][1]} from {r['layer']}")
-    _echo_done(res)
+    _, res = _run(ActivationsConfig, run_activations, config, out, quiet, device, images=images or None,
+                  layer=layer, count=count, model=model, image_size=image_size)
+    _echo(res, (f"{r['image']}: {r['channels']} maps of {r['size'][0]}x{r['size'][1]} from {r['layer']}"
+                for r in res["images"]))

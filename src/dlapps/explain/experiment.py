@@ -48,15 +48,14 @@ C = TypeVar("C", bound=ExplainConfig)
 KNOWN_LABELS = {"chelsea": "tabby", "coffee": "espresso"}
 
 
-def _config(cls: type[C], config: C | None, settings: dict[str, Any]) -> C:
-    return replace(config if config is not None else cls(), **settings).validate()
-
-
-def _prepare(config: C, out: Path | None, model: ExplainModel | None) -> tuple[C, Path, ExplainModel]:
-    """The run directory (with ``config.json``) and the network, loaded on the config's device."""
+def _prepare(cls: type[C], config: C | None, settings: dict[str, Any], out: Path | None,
+             model: ExplainModel | None) -> tuple[C, Path, ExplainModel]:
+    """The validated config (``config`` or ``cls()``, ``settings`` replacing its fields), the run
+    directory (with ``config.json``) and the network, loaded on the config's device."""
     from dlapps.cli_support import default_run_dir
     from dlapps.engine.device import resolve_device
 
+    config = replace(config if config is not None else cls(), **settings).validate()
     if model is None:
         model = load_model(config.model, resolve_device(config.device), config.image_size)
     else:
@@ -80,10 +79,12 @@ def _environment(model: ExplainModel) -> dict:
             "device": str(model.device), **environment()}
 
 
-def _finish(out: Path, config: ExplainConfig, results: dict, figs: dict[str, Path]) -> dict:
-    """results.json (through :func:`dlapps.runs.write_results`) and report.html."""
-    results["out"] = str(out)
-    results["figures"] = {k: str(p.relative_to(out)) for k, p in figs.items()}
+def _finish(out: Path, config: ExplainConfig, model: ExplainModel, figs: dict[str, Path],
+            **results: Any) -> dict:
+    """results.json (through :func:`dlapps.runs.write_results`: the command, the environment,
+    ``results``, the run directory and the figures) and report.html."""
+    results = {"command": config.command, "environment": _environment(model), **results, "out": str(out),
+               "figures": {k: str(p.relative_to(out)) for k, p in figs.items()}}
     path = write_results(out, "explain", config_dict(config), results)
     report.render(out)
     return json.loads(path.read_text())
@@ -111,8 +112,7 @@ def run_saliency(config: SaliencyConfig | None = None, out: Path | None = None, 
     """
     from dlapps.explain.metrics import deletion_substrate, rise_curves
 
-    config, out, model = _prepare(_config(SaliencyConfig, config, settings), out, model)
-    c = config
+    c, out, model = _prepare(SaliencyConfig, config, settings, out, model)
     substrate = deletion_substrate(model, c.deletion_to).flatten().tolist()
     names, x = _batch(model, c.images)
     pred, prob = model.predict(x)
@@ -168,17 +168,9 @@ def run_saliency(config: SaliencyConfig | None = None, out: Path | None = None, 
         }
         for m in maps
     }
-    results = {
-        "command": "saliency",
-        "environment": _environment(model),
-        "methods": list(c.methods),
-        "rise_steps": c.rise_steps,
-        "rise_patch": c.patch,
-        "rise_deletion_to": {"name": c.deletion_to, "pixel_value": substrate},
-        "images": rows,
-        "summary": summary,
-    }
-    return _finish(out, config, results, figs)
+    return _finish(out, c, model, figs, methods=list(c.methods), rise_steps=c.rise_steps, rise_patch=c.patch,
+                   rise_deletion_to={"name": c.deletion_to, "pixel_value": substrate}, images=rows,
+                   summary=summary)
 
 
 # --- adversarial examples ----------------------------------------------------------------------
@@ -188,8 +180,7 @@ def run_fool(config: FoolConfig | None = None, out: Path | None = None, *,
              model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
     """Attack each image with each method; with ``epsilons`` (L∞: FGSM, PGD) and ``l2_epsilons``
     (L2: PGD-L2, DeepFool, naive), also the success rate against ε of each attack in its norm."""
-    config, out, model = _prepare(_config(FoolConfig, config, settings), out, model)
-    c = config
+    c, out, model = _prepare(FoolConfig, config, settings, out, model)
     names, x = _batch(model, c.images)
     goal = _targets(model, c.target, len(x))
     rows, figs, curves = [], {}, {}
@@ -219,16 +210,8 @@ def run_fool(config: FoolConfig | None = None, out: Path | None = None, *,
             figs[f"success vs eps ({norm})"] = report.curves(
                 series, out / "figures" / f"success-vs-eps-{norm}.png", f"ε ({norm} norm)", "success rate"
             )
-    results = {
-        "command": "fool",
-        "environment": _environment(model),
-        "target": c.target,
-        "methods": list(c.methods),
-        "eps": c.eps,
-        "images": rows,
-        "success_curves": curves,
-    }
-    return _finish(out, config, results, figs)
+    return _finish(out, c, model, figs, target=c.target, methods=list(c.methods), eps=c.eps, images=rows,
+                   success_curves=curves)
 
 
 # --- class visualisation -----------------------------------------------------------------------
@@ -248,8 +231,7 @@ def run_classvis(config: ClassVisConfig | None = None, out: Path | None = None, 
                  model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
     """Class model visualisation for each target and seed; snapshots and the probability over
     iterations."""
-    config, out, model = _prepare(_config(ClassVisConfig, config, settings), out, model)
-    c = config
+    c, out, model = _prepare(ClassVisConfig, config, settings, out, model)
     start_image = _init_image(model, c.init)
     marks = sorted({round(k * c.iters / c.snapshots) for k in range(c.snapshots)})
     rows, figs, series = [], {}, {}
@@ -281,22 +263,14 @@ def run_classvis(config: ClassVisConfig | None = None, out: Path | None = None, 
     figs["target probability"] = report.curves(
         series, out / "figures" / "classvis-probability.png", "iteration", "target probability"
     )
-    results = {
-        "command": "classvis",
-        "environment": _environment(model),
-        "settings": _settings_without_seed(c.settings(c.seeds[0])),
-        "seeds": list(c.seeds),
-        "init": c.init,
-        "targets": rows,
-    }
-    return _finish(out, config, results, figs)
+    return _finish(out, c, model, figs, settings=_settings_without_seed(c.settings(c.seeds[0])),
+                   seeds=list(c.seeds), init=c.init, targets=rows)
 
 
 def run_compare(config: CompareConfig | None = None, out: Path | None = None, *,
                 model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
     """The course's parameter study as one grid figure per seed: rows iters, lr, l2, blur_every."""
-    config, out, model = _prepare(_config(CompareConfig, config, settings), out, model)
-    c = config
+    c, out, model = _prepare(CompareConfig, config, settings, out, model)
     t = resolve_class(c.target, model.classes)
     init = _init_image(model, c.init)
     table, figs = [], {}
@@ -318,15 +292,8 @@ def run_compare(config: CompareConfig | None = None, out: Path | None = None, *,
             for name, row in rows.items()
             for v, r in row
         ]
-    results = {
-        "command": "compare",
-        "environment": _environment(model),
-        "target": model.classes[t],
-        "settings": _settings_without_seed(c.base(c.seeds[0])),
-        "seeds": list(c.seeds),
-        "grid": table,
-    }
-    return _finish(out, config, results, figs)
+    return _finish(out, c, model, figs, target=model.classes[t],
+                   settings=_settings_without_seed(c.base(c.seeds[0])), seeds=list(c.seeds), grid=table)
 
 
 # --- activations -------------------------------------------------------------------------------
@@ -337,8 +304,7 @@ def run_activations(config: ActivationsConfig | None = None, out: Path | None = 
     """The first ``count`` activation maps of ``layer`` for each image."""
     from dlapps.explain.activations import activation_maps
 
-    config, out, model = _prepare(_config(ActivationsConfig, config, settings), out, model)
-    c = config
+    c, out, model = _prepare(ActivationsConfig, config, settings, out, model)
     names, x = _batch(model, c.images)
     acts = activation_maps(model, x, c.layer, c.count)
     figs, rows = {}, []
@@ -356,8 +322,7 @@ def run_activations(config: ActivationsConfig | None = None, out: Path | None = 
                 "mean_activation": acts[i].mean(dim=(1, 2)).tolist(),
             }
         )
-    results = {"command": "activations", "environment": _environment(model), "images": rows}
-    return _finish(out, config, results, figs)
+    return _finish(out, c, model, figs, images=rows)
 
 
 # --- everything, offline -----------------------------------------------------------------------
@@ -371,8 +336,7 @@ def run_all(config: AllConfig | None = None, out: Path | None = None, *,
     samples, attacks with their default budgets, class visualisation ``classvis_iters`` iterations.
     """
     start = time.perf_counter()
-    config, out, model = _prepare(_config(AllConfig, config, settings), out, model)
-    c = config
+    c, out, model = _prepare(AllConfig, config, settings, out, model)
     common = {"model": c.model, "image_size": c.image_size, "device": c.device}
     methods = ["vanilla", "smoothgrad", "ig", "gradcam"]
     parts = {
@@ -394,11 +358,5 @@ def run_all(config: AllConfig | None = None, out: Path | None = None, *,
         t0 = time.perf_counter()
         fn()
         done[name] = {"dir": name, "seconds": round(time.perf_counter() - t0, 2)}
-    results = {
-        "command": "all",
-        "environment": _environment(model),
-        "photos": list(c.photos),
-        "parts": done,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-    }
-    return _finish(out, config, results, {})
+    return _finish(out, c, model, {}, photos=list(c.photos), parts=done,
+                   wall_seconds=round(time.perf_counter() - start, 1))

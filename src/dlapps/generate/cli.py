@@ -16,17 +16,8 @@ from pathlib import Path
 
 import typer
 
-from dlapps.cli_support import (
-    CONFIG,
-    DEVICE,
-    OUT,
-    QUIET,
-    SEEDS,
-    WORKERS,
-    default_run_dir,
-    parse_seeds,
-    user_errors,
-)
+from dlapps import cli_support as opt
+from dlapps.cli_support import default_run_dir, parse_seeds, user_errors
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="DCGAN and conditional DCGAN: train, compare, sample, interpolate, class grid. "
@@ -45,8 +36,9 @@ def _print(results: dict, out: Path) -> None:
 
 @app.callback(invoke_without_command=True)
 @user_errors
-def default(ctx: typer.Context, out: Path = OUT, seeds: str = SEEDS, n_samples: int = N_SAMPLES,
-            quiet: bool = QUIET, workers: int = WORKERS, device: str = DEVICE, config: Path = CONFIG) -> None:
+def default(ctx: typer.Context, out: Path = opt.OUT, seeds: str = opt.SEEDS, n_samples: int = N_SAMPLES,
+            quiet: bool = opt.QUIET, workers: int = opt.WORKERS, device: str = opt.DEVICE,
+            config: Path = opt.CONFIG) -> None:
     """With no sub-command: DCGAN and cDCGAN on mnist5k at the default budget, offline."""
     if ctx.invoked_subcommand is not None:
         return
@@ -83,15 +75,12 @@ def train(
     beta1_g: float = typer.Option(None, help="G's Adam beta1; default 0.5"),
     beta1_d: float = typer.Option(None, help="D's Adam beta1; default 0.5"),
     epochs: int = typer.Option(None, help="passes over the training images; default 5"),
-    seeds: str = SEEDS,
+    seeds: str = opt.SEEDS,
     n_samples: int = N_SAMPLES,
     inception_weights: Path = typer.Option(None, help="pt_inception-2015-12-05-6726825d.pth: adds the "
                                            "standard FID (needs torch-fidelity)"),
-    out: Path = OUT,
-    quiet: bool = QUIET,
-    workers: int = WORKERS,
-    device: str = DEVICE,
-    config: Path = CONFIG,
+    out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS, device: str = opt.DEVICE,
+    config: Path = opt.CONFIG,
 ) -> None:
     """Train a DCGAN (or cDCGAN) per seed, measure it offline and draw it."""
     from dlapps.config import merge
@@ -121,13 +110,10 @@ def compare(
     epochs: int = typer.Option(None, help="epochs per cell; default 5"),
     batch_size: int = typer.Option(None, help="images per step; default 128"),
     product: bool = typer.Option(False, "--product", help="the full product of the grid"),
-    seeds: str = SEEDS,
+    seeds: str = opt.SEEDS,
     n_samples: int = typer.Option(2000, help="generated images per cell for the metrics"),
-    out: Path = OUT,
-    quiet: bool = QUIET,
-    workers: int = WORKERS,
-    device: str = DEVICE,
-    config: Path = CONFIG,
+    out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS, device: str = opt.DEVICE,
+    config: Path = opt.CONFIG,
 ) -> None:
     """Vary one factor at a time around the base (or --product); resumable with the same --out."""
     from dlapps.config import merge
@@ -161,7 +147,7 @@ SEED = typer.Option(0, help="seed of the noise")
 @app.command()
 @user_errors
 def sample(run_dir: Path = RUN_DIR, cls: int = CLASS, n: int = typer.Option(100, help="images"),
-           seed: int = SEED, out: Path = OUT) -> None:
+           seed: int = SEED, out: Path = opt.OUT) -> None:
     """A grid of samples (all of one --class when given)."""
     _inspect("sample", run_dir, out, cls=cls, n=n, seed=seed)
 
@@ -169,13 +155,13 @@ def sample(run_dir: Path = RUN_DIR, cls: int = CLASS, n: int = typer.Option(100,
 @app.command()
 @user_errors
 def interpolate(run_dir: Path = RUN_DIR, slerp: bool = typer.Option(False, "--slerp", help="spherical"),
-                cls: int = CLASS, seed: int = SEED, out: Path = OUT) -> None:
+                cls: int = CLASS, seed: int = SEED, out: Path = opt.OUT) -> None:
     """8 rows of 10 images from G(z1) to G(z2): linear, or spherical with --slerp."""
     _inspect("interpolate", run_dir, out, spherical=slerp, cls=cls, seed=seed)
 
 
 @app.command()
 @user_errors
-def grid(run_dir: Path = RUN_DIR, seed: int = SEED, out: Path = OUT) -> None:
+def grid(run_dir: Path = RUN_DIR, seed: int = SEED, out: Path = opt.OUT) -> None:
     """Rows = class, columns = one shared z each (conditional G)."""
     _inspect("grid", run_dir, out, seed=seed)

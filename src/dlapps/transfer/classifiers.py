@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlapps.engine import Labelled, PairedBatches, Trainer, to_float
+from dlapps.engine.schedules import cosine
 from dlapps.errors import ConfigError, DataError
 from dlapps.models.pretrained import Backbone, fit_square, load_backbone, with_new_head
 from dlapps.registry import Registry
@@ -320,7 +320,7 @@ def train_network(net: nn.Module, head: str, train: Split, test: Split,
     opt = torch.optim.AdamW([{"params": body, "lr": lr * backbone_lr_factor, "lr_mult": backbone_lr_factor},
                              {"params": head_params, "lr": lr, "lr_mult": 1.0}], lr=lr, weight_decay=1e-4)
     batches = PairedBatches(Labelled(train.x, train.y), None, min(batch_size, len(train.y)), seed)
-    trainer = Trainer(module, batches, opt, lambda p: lr * 0.5 * (1 + math.cos(math.pi * p)), epochs, run_dir,
+    trainer = Trainer(module, batches, opt, cosine(lr), epochs, run_dir,
                       evaluate=lambda m: m.end_epoch(), device=device, amp=amp, progress=progress, desc=desc,
                       fingerprint=fingerprint)
     history = trainer.fit()

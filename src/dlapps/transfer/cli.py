@@ -15,18 +15,8 @@ from pathlib import Path
 
 import typer
 
-from dlapps.cli_support import (
-    CONFIG,
-    DEVICE,
-    OUT,
-    QUIET,
-    SEEDS,
-    WORKERS,
-    csv_list,
-    default_run_dir,
-    parse_seeds,
-    user_errors,
-)
+from dlapps import cli_support as opt
+from dlapps.cli_support import csv_list, default_run_dir, parse_seeds, user_errors
 from dlapps.errors import ConfigError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, invoke_without_command=True,
@@ -67,12 +57,12 @@ def transfer(ctx: typer.Context, data: str = DATA,
                                        "(default: the backbone's)"),
              classifier: str = typer.Option(None, "--classifier",
                                             help="svm|probe|fc|finetune|scratch|all (default), or a list"),
-             per_class: int = PER_CLASS, test_per_class: int = TEST_PER_CLASS, seeds: str = SEEDS,
+             per_class: int = PER_CLASS, test_per_class: int = TEST_PER_CLASS, seeds: str = opt.SEEDS,
              image_size: int = IMAGE_SIZE, cs: str = CS, pca: int = PCA,
              epochs: int = typer.Option(None, "--epochs", help="epochs of fine-tuning / from scratch "
                                         "(default 4 offline, else 10)"),
-             out: Path = OUT, quiet: bool = QUIET, workers: int = WORKERS, device: str = DEVICE,
-             config: Path = CONFIG) -> None:
+             out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS,
+             device: str = opt.DEVICE, config: Path = opt.CONFIG) -> None:
     """Compare classifiers on one backbone tap (runs when no sub-command is given)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -100,9 +90,10 @@ def compare(data: str = typer.Option(None, "--data", help="a dlapps domain or im
                                           "efficientnet_lite0"),
             layers: str = typer.Option(None, "--layers", help="comma-separated taps (default: each "
                                        "backbone's own); taps a backbone lacks are skipped"),
-            per_class: int = PER_CLASS, test_per_class: int = TEST_PER_CLASS, seeds: str = SEEDS,
-            image_size: int = IMAGE_SIZE, cs: str = CS, pca: int = PCA, out: Path = OUT,
-            quiet: bool = QUIET, workers: int = WORKERS, device: str = DEVICE, config: Path = CONFIG) -> None:
+            per_class: int = PER_CLASS, test_per_class: int = TEST_PER_CLASS, seeds: str = opt.SEEDS,
+            image_size: int = IMAGE_SIZE, cs: str = CS, pca: int = PCA, out: Path = opt.OUT,
+            quiet: bool = opt.QUIET, workers: int = opt.WORKERS, device: str = opt.DEVICE,
+            config: Path = opt.CONFIG) -> None:
     """Linear-SVM accuracy across backbones x layers, with the C sweep (the grid runner)."""
     from dlapps.config import merge
     from dlapps.transfer.config import CompareConfig
@@ -126,7 +117,7 @@ def compare(data: str = typer.Option(None, "--data", help="a dlapps domain or im
 @user_errors
 def activations(image: Path = typer.Argument(..., help="an image file"),
                 backbone: str = typer.Option("efficientnet_lite0", "--backbone"),
-                image_size: int = IMAGE_SIZE, out: Path = OUT) -> None:
+                image_size: int = IMAGE_SIZE, out: Path = opt.OUT) -> None:
     """First-convolution filters and activation maps of IMAGE, with its top-5 ImageNet classes."""
     from dlapps.transfer.experiment import first_conv_activations
 

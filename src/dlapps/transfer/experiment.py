@@ -203,8 +203,10 @@ def run_transfer(config: TransferConfig | None = None, out: Path | None = None, 
     features = _Features(backbone, domain.name, cfg.feature_batch, progress, device, stages)
     done: dict[tuple[str, int], dict] = {}
     pending: list[Cell] = []
+    test = None
     for seed in cfg.seeds:
-        train, test = splits(domain, cfg.per_class, cfg.test_per_class, seed)
+        train, fixed = splits(domain, cfg.per_class, cfg.test_per_class, seed)
+        test = fixed if test is None else test  # the same images for every seed: one object, one extraction
         for name in cfg.classifiers:
             cell_dir = None if out is None else out / f"{name}-seed{seed}"
             finished = _finished(cell_dir)
@@ -285,11 +287,12 @@ def run_compare(config: CompareConfig | None = None, out: Path | None = None, pr
         domain = loaded[key]
         features = _Features(backbone, domain.name, cfg.feature_batch, progress, device, stages)
         draws = {seed: splits(domain, cfg.per_class, cfg.test_per_class, seed) for seed in cfg.seeds}
+        test = draws[cfg.seeds[0]][1]  # the same images for every seed: one object, one extraction
         layers = [la for la in cfg.layers or [backbone.default_tap] if _has_tap(backbone, la, skipped)]
         done: dict[tuple[str, int], dict] = {}
         pending: dict[tuple[str, int], Cell] = {}
         for layer in layers:
-            for seed, (train, test) in draws.items():
+            for seed, (train, _) in draws.items():
                 cell_dir = None if out is None else out / f"{name}-{layer}-seed{seed}"
                 finished = _finished(cell_dir)
                 if finished is not None:
