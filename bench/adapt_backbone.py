@@ -68,7 +68,8 @@ def main() -> None:
     results = run_adapt(config, out=None if run_dir.exists() else run_dir,
                         resume=run_dir if run_dir.exists() else None, workers=args.workers)
     env = results["environment"]
-    per_seed = {m: [r["target_acc"] for r in results["runs"] if r["method"] == m] for m in config.methods}
+    per_seed = {m: [round(r["target_acc"], 3) for r in results["runs"] if r["method"] == m]
+                for m in config.methods}
     wins = sum(d > s for d, s in zip(per_seed.get("dann", []), per_seed.get("source", []), strict=False))
     header = (f"mnist5k → mnistm5k written as image folders and read back as `imagefolder:PATH`; "
               f"{args.backbone} (ImageNet weights) + new 256-d bottleneck / classifier / discriminator, "
@@ -78,8 +79,9 @@ def main() -> None:
               f"no target labels. "
               f"DANN above source-only on {wins} of {len(per_seed.get('dann', []))} seeds "
               f"(per seed: source {per_seed.get('source')}, dann {per_seed.get('dann')}). "
-              f"{env['cpu']}, {env['cell_workers']} cell processes × 1 thread, torch {env['torch']}; "
-              f"bench wall {time.perf_counter() - started:.0f} s."
+              f"{env['cpu']}, torch {env['torch']}; this invocation: {env['cell_workers']} cell "
+              f"process(es) × 1 thread, {time.perf_counter() - started:.0f} s wall (finished cells are "
+              f"read back, not retrained)."
               + (f" {args.note}" if args.note else ""))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "adapt_backbone.md").write_text(f"- {header}\n\n{results_markdown(results)}\n")
