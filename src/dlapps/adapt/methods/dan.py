@@ -3,7 +3,8 @@ r"""DAN: deep adaptation networks (Long et al., ICML 2015), and WDAN, its class-
 
 DAN adds to the source cross-entropy the multi-kernel MMD between source and target
 activations on the chosen layers ℓ ∈ L (by default G_y's two hidden layers and its logits, the
-paper's fc6–fc8)::
+paper's fc6–fc8; on a pretrained backbone, whose G_y is one linear layer, the bottleneck features
+and the logits, as TLlib's DAN)::
 
     min_θ  (1/n_s) Σ_i L_y(θ(x^s_i), y^s_i) + λ_p · w · Σ_{ℓ∈L} MMD²_k(D^s_ℓ, D^t_ℓ)
 
@@ -22,22 +23,39 @@ MMD compares target features with a source re-weighted to the target's class pro
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from dlapps.adapt.losses import confident_pseudo_labels, mmd
 from dlapps.adapt.methods.base import Method, accuracy
 from dlapps.engine.schedules import lambda_schedule
+from dlapps.errors import ConfigError
+
+DEFAULT_LAYERS = ("hidden1", "hidden2", "logits")
+
+
+def network_layers(net) -> tuple[str, ...]:
+    """The layer names :func:`~dlapps.adapt.losses.layer_outputs` gives for ``net``."""
+    hidden = sum(isinstance(m, nn.Linear) for m in net.classifier) - 1
+    return ("features", *(f"hidden{k + 1}" for k in range(hidden)), "logits")
 
 
 class DAN(Method):
     name = "dan"
     description = "multi-kernel MMD between source and target activations (discrepancy-based)"
     uses_target_images = True
-    options = {"layers": ("hidden1", "hidden2", "logits"), "weight": 1.0, "estimator": "unbiased"}
+    options = {"layers": DEFAULT_LAYERS, "weight": 1.0, "estimator": "unbiased"}
 
     def __init__(self, net, config):
         super().__init__(net, config)
         self.lambda_p = lambda_schedule(config.lambda_schedule, config.gamma, config.lambda_max)
         self.layers = tuple(self.option("layers"))
+        available = network_layers(net)
+        if self.layers == DEFAULT_LAYERS and not set(self.layers) <= set(available):
+            self.layers = ("features", "logits")  # a backbone's G_y has no hidden layers
+        missing = [k for k in self.layers if k not in available]
+        if missing:
+            raise ConfigError(f"{self.name}: this network has no layer {missing[0]!r}; its layers: "
+                              f"{', '.join(available)}")
         self.weight = float(self.option("weight"))
         self.estimator = self.option("estimator")
 
