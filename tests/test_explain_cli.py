@@ -100,7 +100,8 @@ def test_every_command_end_to_end_on_a_dlapps_checkpoint(digits_run, image_files
     assert res["kind"] == "explain" and res["command"] == "saliency" and res["config"]["methods"] == [
         "vanilla", "gradcam"]
     fragment = report.section(tmp_path / "s", res)
-    assert fragment.startswith("<h2>Saliency: ") and fragment.count("<img") == 3 and "<h1>" not in fragment
+    assert report.title(res).startswith("Saliency: ") and "<h3>" in fragment
+    assert fragment.count("<img") == 3 and "<h1>" not in fragment and "<h2>" not in fragment
     page = (tmp_path / "s" / "report.html").read_bytes()
     assert report.render(tmp_path / "s").read_bytes() == page
 

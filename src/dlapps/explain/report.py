@@ -187,11 +187,12 @@ def tables(results: dict) -> list[tuple[str, str]]:
     return []
 
 
-def _body(run_dir: Path, results: dict, level: int) -> str:
-    """Heading (h``level``), the environment, the tables and the figures (h``level+1``)."""
+def _body(run_dir: Path, results: dict, level: int, heading: bool = True) -> str:
+    """Heading (h``level``, unless ``heading`` is False), the environment, the tables and the
+    figures (h``level+1``)."""
     h, sub = f"h{level}", f"h{level + 1}"
-    body = (f"<{h}>{html.escape(title(results))}</{h}>"
-            f"<p class=muted>{html.escape(json.dumps(results.get('environment', {})))}</p>")
+    body = (f"<{h}>{html.escape(title(results))}</{h}>" if heading else "")
+    body += f"<p class=muted>{html.escape(json.dumps(results.get('environment', {})))}</p>"
     body += "".join(f"<{sub}>{html.escape(head)}</{sub}>{content}" for head, content in tables(results))
     for name, rel in results.get("figures", {}).items():
         path = Path(run_dir) / rel
@@ -201,8 +202,9 @@ def _body(run_dir: Path, results: dict, level: int) -> str:
 
 
 def section(run_dir: Path, results: dict) -> str:
-    """The run as an HTML fragment (h2/h3, tables, embedded figures) for a page over several runs."""
-    return _body(Path(run_dir), results, 2)
+    """The run as an HTML fragment (h3 headings, tables, embedded figures) for a page over several
+    runs, which heads it with :func:`title`."""
+    return _body(Path(run_dir), results, 2, heading=False)
 
 
 def render(run_dir: Path) -> Path:

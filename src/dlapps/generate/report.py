@@ -160,10 +160,15 @@ def title_of(run_dir: Path, results: dict) -> str:
     return results.get("title") or f"dlapps gan: {Path(run_dir).name}"
 
 
+def title(results: dict) -> str:
+    """The heading of a run on a page over several runs."""
+    return results.get("title") or "dlapps gan"
+
+
 def section(run_dir: Path, results: dict) -> str:
-    """An HTML fragment for a page over several runs: h2 title, h3 quality table and figures."""
-    run_dir = Path(run_dir)
-    return f"<h2>{html.escape(title_of(run_dir, results))}</h2>" + _body(run_dir, results, "h3")
+    """An HTML fragment for a page over several runs (under its :func:`title`): the quality
+    table and figures, h3 headings."""
+    return _body(Path(run_dir), results, "h3")
 
 
 def render(run_dir: Path) -> Path:

@@ -41,7 +41,10 @@ LABELS = _labels()  # classifier -> what it is
 
 def title(results: dict) -> str:
     mode = results.get("mode", "classifiers")
-    return "dlapps transfer" if mode == "classifiers" else f"dlapps transfer {mode}"
+    cfg = results.get("config") or {}
+    what = ", ".join(str(v) for v in (cfg.get("data"), cfg.get("backbone")) if v)
+    name = "dlapps transfer" if mode == "classifiers" else f"dlapps transfer {mode}"
+    return f"{name}: {what}" if what else name
 
 
 def _pct(mean: float, std: float | None = None) -> str:
