@@ -182,3 +182,17 @@ def test_worker_processes_die_with_a_killed_parent(tmp_path):
     time.sleep(12)  # several epochs of a one-thread cell
     written = [p.stat().st_mtime_ns for p in out.glob("*/checkpoint.pt")]
     assert max(written) < killed_at + 500_000_000, "a worker kept training after its parent died"
+
+
+def test_config_of_another_kind_is_one_line(tmp_path):
+    other = tmp_path / "config.json"
+    other.write_text(json.dumps({"kind": "generate", "data": "mnist5k", "epochs": 1}))
+    for command in (["adapt"], ["adapt", "compare"]):
+        result = invoke(*command, "--config", other, "--out", tmp_path / "run")
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "kind 'generate', not 'adapt'" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+    misspelt = tmp_path / "misspelt.json"
+    misspelt.write_text(json.dumps({"kind": "adapt", "learning_rate": 0.1}))
+    result = invoke("adapt", "--config", misspelt, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "learning_rate" in result.output

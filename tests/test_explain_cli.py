@@ -214,7 +214,7 @@ def test_config_of_another_kind_or_command_is_refused_in_one_line(tmp_path):
     adapt = tmp_path / "adapt.json"
     adapt.write_text(json.dumps({"kind": "adapt", "epochs": 3}))
     r = invoke("saliency", "chelsea", "--config", str(adapt), "--out", str(tmp_path / "o"))
-    assert r.exit_code == 2 and "'adapt' run" in r.output and r.output.strip().count("\n") == 0, r.output
+    assert r.exit_code == 2 and "kind 'adapt'" in r.output and r.output.strip().count("\n") == 0, r.output
     saliency = tmp_path / "saliency.json"
     saliency.write_text(json.dumps({"kind": "explain", "command": "saliency", "images": ["chelsea"]}))
     r = invoke("fool", "--config", str(saliency), "--out", str(tmp_path / "o"))

@@ -356,7 +356,7 @@ def test_config_of_another_kind_is_refused(tmp_path, command):
     other.write_text(json.dumps({"kind": "adapt", "source": "mnist5k", "epochs": 2}))
     r = CliRunner().invoke(app, ["gan", *command, "--config", str(other), "--out", str(tmp_path / "run")])
     assert r.exit_code == 2, r.output
-    assert "'adapt' run" in r.output and len(r.output.strip().splitlines()) == 1
+    assert "kind 'adapt'" in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 

@@ -276,7 +276,7 @@ def test_config_of_another_kind_is_refused(tmp_path):
     runner = CliRunner()
     for command in (["transfer"], ["transfer", "compare"]):
         r = runner.invoke(app, [*command, "--config", str(other), "--out", str(tmp_path / "run")])
-        assert r.exit_code == 2 and "'adapt' run" in r.output and len(r.output.strip().splitlines()) == 1
+        assert r.exit_code == 2 and "kind 'adapt'" in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 

@@ -46,8 +46,8 @@ def read_config_file(cls: type[C], path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration {path} is not a JSON object")
     kind = raw.pop(KIND, None)
     if kind is not None and kind != cls.kind:
-        raise ConfigError(f"{path} is the configuration of a '{kind}' run, not of a '{cls.kind}' "
-                          f"run; give `dlapps {cls.kind}` a config.json written by `dlapps {cls.kind}`")
+        raise ConfigError(f"{path} is the configuration of a run of kind '{kind}', not '{cls.kind}'; "
+                          f"give `dlapps {cls.kind}` a config.json written by `dlapps {cls.kind}`")
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
