@@ -193,3 +193,29 @@ def test_input_errors_raised_in_a_worker_keep_their_class_and_message():
         run_parallel(get_method, [("dann",), ("dnn",)], workers=2, progress=False)
     error = pickle.loads(pickle.dumps(NonFiniteLossError(7, 2, {"loss": float("nan")})))
     assert (error.step, error.epoch) == (7, 2) and "step 7 (epoch 2)" in str(error)
+
+
+def test_checkpoint_of_the_old_layout_resumes(digits_pair, tmp_path):
+    """A run directory checkpointed by dlapps before the renovation (one plain optimizer state)
+    continues, and ends with the numbers of an uninterrupted run."""
+    full = make_trainer(digits_pair, tmp_path / "full", epochs=2)
+    full.fit()
+    calls = []
+
+    def die_in_epoch_two(module):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return {}
+
+    part = make_trainer(digits_pair, tmp_path / "old", epochs=2, evaluate=die_in_epoch_two)
+    with pytest.raises(Killed):
+        part.fit()
+    path = tmp_path / "old" / CHECKPOINT
+    state = torch.load(path, weights_only=True)
+    state["optimizer"] = state["optimizer"]["main"]  # the layout dlapps 0.1.0 wrote
+    torch.save(state, path)
+    resumed = make_trainer(digits_pair, tmp_path / "old", epochs=2, init_seed=123)
+    resumed.fit()
+    pa, pb = _params(full), _params(resumed)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)

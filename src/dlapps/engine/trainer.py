@@ -67,6 +67,18 @@ class Step:
         optimizer.step()
 
 
+def _upgrade(state: dict, names: list[str]) -> tuple[dict, dict]:
+    """The module and optimizer states of a checkpoint, also from the layouts dlapps wrote before
+    one engine ran every training: one plain optimizer state (the only optimizer, now ``main``)
+    and a module state nested by sub-module (the GAN's ``{"g": ..., "d": ...}``, now ``g.*``)."""
+    module, optimizers = state["module"], state["optimizer"]
+    if names == [MAIN] and "param_groups" in optimizers:
+        optimizers = {MAIN: optimizers}
+    if module and all(isinstance(v, dict) for v in module.values()):
+        module = {f"{part}.{key}": value for part, sub in module.items() for key, value in sub.items()}
+    return module, optimizers
+
+
 class Trainer:
     """Train ``module`` on ``batches`` for ``epochs`` epochs, checkpointing into ``run_dir``.
 
@@ -156,9 +168,10 @@ class Trainer:
         state = load_checkpoint(self.run_dir, self.fingerprint) if saving else None
         start_epoch, step, seconds = 0, 0, 0.0
         if state is not None:
-            self.module.load_state_dict(state["module"])
+            module_state, optimizer_states = _upgrade(state, list(self.optimizers))
+            self.module.load_state_dict(module_state)
             for name, opt in self.optimizers.items():
-                opt.load_state_dict(state["optimizer"][name])
+                opt.load_state_dict(optimizer_states[name])
             set_rng_state(state["rng"])
             start_epoch, step, seconds = state["epoch"], state["step"], state["seconds"]
             self.history = list(state["history"])
