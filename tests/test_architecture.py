@@ -96,7 +96,7 @@ def test_every_area_report_renders_a_run_and_a_section():
 
     for area in AREAS:
         report = importlib.import_module(f"dlapps.{area}.report")
-        assert callable(report.render) and callable(report.section), area
+        assert callable(report.render) and callable(report.section) and callable(report.title), area
 
 
 def test_matplotlib_backend_is_set_in_one_place():

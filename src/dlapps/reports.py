@@ -1,8 +1,9 @@
 """``dlapps report RUN...``: one page over any mix of finished runs.
 
 Each run's ``results.json`` names its ``kind``; the area of that kind renders the run's own
-``report.html`` (``<area>.report.render``) and its part of the combined page
-(``<area>.report.section``). The page opens with an index linking every run's section.
+``report.html`` (``<area>.report.render``), its part of the combined page
+(``<area>.report.section``) and the heading of that part (``<area>.report.title``). The page
+opens with an index linking every run's section.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def render_index(run_dirs: list[Path], out: Path) -> Path:
     items, sections = [], []
     for i, ((run_dir, results), module) in enumerate(zip(loaded, modules, strict=True)):
         anchor = f"run-{i + 1}"
-        title = getattr(module, "title", lambda r: f"dlapps {r['kind']}")(results)
+        title = module.title(results)
         link = (run_dir / "report.html").resolve()
         where = f'{html.escape(results["kind"])}, {html.escape(str(run_dir))}'
         items.append(f'<li><a href="#{anchor}">{html.escape(title)}</a> '
