@@ -43,9 +43,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda f: f.write(data))
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as the JSON text dlapps writes (tensors and numpy values as numbers and lists)."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
-    return atomic_write_bytes(path, text.encode())
+    return atomic_write_bytes(path, json_text(obj).encode())
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -20,19 +20,22 @@ from typing import Any
 from dlapps import __version__
 from dlapps.engine.device import environment
 from dlapps.errors import DataError
-from dlapps.io import atomic_write_json
+from dlapps.io import atomic_write_bytes, json_text
 
 RESULTS = "results.json"
 
 
-def write_results(run_dir: Path, kind: str, config: dict[str, Any], results: dict[str, Any]) -> Path:
+def write_results(run_dir: Path, kind: str, config: dict[str, Any], results: dict[str, Any]) -> dict:
     """``results`` with ``kind``, the dlapps version, ``config``, the environment and the time
-    (fields ``results`` already has are kept), written atomically to ``run_dir/results.json``."""
+    (fields ``results`` already has are kept), written atomically to ``run_dir/results.json``;
+    returns what the file holds (as :func:`load_results` would read it back)."""
     stamped = {"kind": kind, "dlapps_version": __version__, "config": config,
                "environment": results.get("environment") or environment(),
                "created": results.get("created") or datetime.now().isoformat(timespec="seconds")}
     stamped.update({k: v for k, v in results.items() if k not in ("kind", "dlapps_version", "config")})
-    return atomic_write_json(Path(run_dir) / RESULTS, stamped)
+    text = json_text(stamped)
+    atomic_write_bytes(Path(run_dir) / RESULTS, text.encode())
+    return json.loads(text)
 
 
 def load_results(run_dir: Path, kind: str | None = None) -> dict[str, Any]:

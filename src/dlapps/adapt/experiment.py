@@ -287,7 +287,7 @@ def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None 
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     if dist.main:
-        results = json.loads(write_results(run_dir, "adapt", config_dict(config), results).read_text())
+        results = write_results(run_dir, "adapt", config_dict(config), results)
         if report:
             from dlapps.adapt.report import render
 

@@ -16,7 +16,6 @@ Each takes its config (:mod:`dlapps.explain.config`) and/or the config's fields 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -85,9 +84,9 @@ def _finish(out: Path, config: ExplainConfig, model: ExplainModel, figs: dict[st
     ``results``, the run directory and the figures) and report.html."""
     results = {"command": config.command, "environment": _environment(model), **results, "out": str(out),
                "figures": {k: str(p.relative_to(out)) for k, p in figs.items()}}
-    path = write_results(out, "explain", config_dict(config), results)
+    results = write_results(out, "explain", config_dict(config), results)
     report.render(out)
-    return json.loads(path.read_text())
+    return results
 
 
 def _targets(model: ExplainModel, spec: str | None, n: int) -> torch.Tensor | None:

@@ -115,9 +115,9 @@ def train_cell(config: GanConfig, data: GanData, cell: Path, judge: Judge | None
         if inception_weights is not None:
             result["fid_inception_v3"] = inception_fid(data.x, fake, inception_weights)
     cell_figures(cell, g, config.seed, result, data.classes)
-    path = write_results(cell, KIND, config_dict(config), result)  # last: a cell with it is done
+    result = write_results(cell, KIND, config_dict(config), result)  # last: a cell with it is done
     report.render(cell)
-    return json.loads(path.read_text())
+    return result
 
 
 def _stats(values: list[float]) -> dict:
@@ -178,9 +178,9 @@ def run_variants(variants: dict[str, GanConfig], seeds: list[int], out: Path, *,
     grids = {name: cell / "figures" / "samples.png" for name, cell in firsts.items()}
     report.panels(grids, out / "figures" / "samples.png")
     save_config(base, out / CONFIG)
-    path = write_results(out, KIND, config_dict(base), results)
+    results = write_results(out, KIND, config_dict(base), results)
     report.render(out)
-    return json.loads(path.read_text())
+    return results
 
 
 def default_variants(epochs: int = DEFAULT_EPOCHS, data: str = "mnist5k", base: GanConfig | None = None,
@@ -260,6 +260,6 @@ def inspect_run(run_dir: Path, out: Path, what: str = "sample", *, cls: int | No
               "class_name": classes[cls] if cls is not None else None,
               "spherical": spherical if what == "interpolate" else None, "seed": seed,
               "images": len(images), "figure": png.name, "epochs_trained": state["epoch"]}
-    path = write_results(out, KIND, config_dict(config), result)
+    result = write_results(out, KIND, config_dict(config), result)
     report.render(out)
-    return json.loads(path.read_text())
+    return result

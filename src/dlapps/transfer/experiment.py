@@ -169,9 +169,9 @@ def _finish(out: Path | None, config: dict, results: dict) -> dict:
         return {"kind": KIND, "config": config, "environment": environment(), **results}
     from dlapps.transfer import report
 
-    write_results(out, KIND, config, results)
+    results = write_results(out, KIND, config, results)
     report.render(out)
-    return json.loads((out / "results.json").read_text())
+    return results
 
 
 # --- the classifiers on one tap ------------------------------------------------------------------
