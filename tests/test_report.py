@@ -24,6 +24,16 @@ def _driver(tmp_path):
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
 
+def _images_loaded(driver, at_least: int, min_width: int) -> bool:
+    return driver.execute_script(
+        f"return document.images.length >= {at_least} && "
+        f"Array.from(document.images).every(i => i.complete && i.naturalWidth > {min_width})")
+
+
+def _console_problems(driver) -> list:
+    return [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+
+
 @pytest.mark.browser
 def test_report_loads_without_console_errors_and_shows_the_table(finished_run, tmp_path):
     from selenium.webdriver.common.by import By
@@ -36,12 +46,8 @@ def test_report_loads_without_console_errors_and_shows_the_table(finished_run, t
         assert table.is_displayed()
         rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
         assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == ["source", "dann", "target"]
-        images_ok = driver.execute_script(
-            "return document.images.length >= 3 && "
-            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 100)")
-        assert images_ok
-        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
-        assert errors == []
+        assert _images_loaded(driver, 3, 100)
+        assert _console_problems(driver) == []
     finally:
         driver.quit()
 
@@ -139,11 +145,7 @@ def test_report_over_every_kind_in_a_browser(one_run_of_each_kind, tmp_path):
         sections = driver.find_elements(By.CSS_SELECTOR, "section.run")
         assert len(sections) == 4 and all(s.is_displayed() for s in sections)
         assert len(driver.find_elements(By.CSS_SELECTOR, "ol li a")) == 4
-        images_ok = driver.execute_script(
-            "return document.images.length >= 8 && "
-            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 50)")
-        assert images_ok
-        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
-        assert errors == []
+        assert _images_loaded(driver, 8, 50)
+        assert _console_problems(driver) == []
     finally:
         driver.quit()

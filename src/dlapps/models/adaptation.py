@@ -23,17 +23,9 @@ import torch
 from torch import nn
 
 from dlapps.models.digits import DomainAdaptationNet, Normalize
-from dlapps.models.pretrained import load_backbone
+from dlapps.models.pretrained import load_backbone, replace_head
 
 BACKBONE_LR_MULT = 0.1
-
-
-def _without_head(net: nn.Module, head: str) -> nn.Module:
-    """``net`` with its ImageNet classification layer replaced by the identity."""
-    parent_path, _, leaf = head.rpartition(".")
-    parent = net.get_submodule(parent_path) if parent_path else net
-    setattr(parent, leaf, nn.Identity())
-    return net
 
 
 class BackboneFeatures(nn.Module):
@@ -65,7 +57,7 @@ def build_backbone_net(name: str, num_classes: int, image_size: int, *, bottlene
     RGB inputs in [0, 1]. The backbone's parameters train at ``net.backbone_lr_mult`` times the
     rate."""
     backbone = load_backbone(name, pretrained)
-    body = _without_head(backbone.net, backbone.head)
+    body = replace_head(backbone.net, backbone.head, lambda _: nn.Identity())  # pooled features
     with torch.no_grad():
         body_dim = body.eval()(torch.zeros(1, 3, image_size, image_size)).flatten(1).shape[1]
     body.train()

@@ -356,17 +356,21 @@ def parameter_table(net: nn.Module) -> dict[str, int]:
     return {"total": total, "conv": conv, "fc": fc, "other": total - conv - fc}
 
 
+def replace_head(net: nn.Module, head: str, new: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """``net`` (in place) with its module at path ``head`` replaced by ``new(old module)``."""
+    parent_path, _, leaf = head.rpartition(".")
+    parent = net.get_submodule(parent_path) if parent_path else net
+    setattr(parent, leaf, new(getattr(parent, leaf)))
+    return net
+
+
 def with_new_head(backbone: Backbone, n_classes: int) -> nn.Module:
     """A copy of ``backbone.net`` whose ImageNet layer is replaced by a fresh ``n_classes`` one."""
     import copy
 
-    net = copy.deepcopy(backbone.net)
-    parent_path, _, leaf = backbone.head.rpartition(".")
-    parent = net.get_submodule(parent_path) if parent_path else net
-    old = getattr(parent, leaf)
-    if isinstance(old, nn.Linear):
-        new: nn.Module = nn.Linear(old.in_features, n_classes)
-    else:  # SqueezeNet's classifier is a 1x1 convolution
-        new = nn.Conv2d(old.in_channels, n_classes, kernel_size=1)
-    setattr(parent, leaf, new)
-    return net
+    def fresh(old: nn.Module) -> nn.Module:
+        if isinstance(old, nn.Linear):
+            return nn.Linear(old.in_features, n_classes)
+        return nn.Conv2d(old.in_channels, n_classes, kernel_size=1)  # SqueezeNet's 1x1 convolution
+
+    return replace_head(copy.deepcopy(backbone.net), backbone.head, fresh)
