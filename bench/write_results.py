@@ -33,6 +33,10 @@ SECTIONS = [
     ("explain", "Network visualisation: saliency faithfulness, attacks, class visualisation",
      "python bench/explain_bench.py"),
     ("gan", "GANs: DCGAN and cDCGAN quality, offline metrics", "python bench/gan_bench.py"),
+    ("semi", "Semi-supervised learning: pseudo-labelling as the lecture runs it, mean teacher, FixMatch",
+     "python bench/semi.py"),
+    ("distill", "Knowledge distillation: response, feature and relation knowledge vs a student from scratch",
+     "python bench/distill.py"),
 ]
 
 INTRO = """# Measured results

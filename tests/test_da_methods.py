@@ -8,10 +8,11 @@ import torch
 from dlapps.adapt.losses import coral, layer_outputs, mmd
 from dlapps.adapt.methods import METHODS, get_method
 from dlapps.adapt.methods.cdan import MultilinearMap
-from dlapps.adapt.methods.self_training import SelfTraining, alpha_ramp
+from dlapps.adapt.methods.self_training import SelfTraining
 from dlapps.engine import seed_everything
 from dlapps.errors import UnknownNameError
 from dlapps.models import build_digits_net
+from dlapps.semi.pseudo_label import alpha_ramp
 
 CFG = SimpleNamespace(lambda_schedule="constant", gamma=10.0, lambda_max=1.0, method_options={})
 
@@ -182,7 +183,7 @@ def test_mean_teacher_labels_and_follows_the_network_as_an_exponential_average()
 
 
 def test_random_translate_moves_content_by_at_most_the_shift():
-    from dlapps.adapt.augment import random_translate
+    from dlapps.data.augment import random_translate
 
     x = torch.zeros(64, 1, 12, 12)
     x[:, :, 5, 5] = 1.0  # one bright pixel in the middle

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from dlapps.adapt.diagnostics import fixed_sample, proxy_a_distance, tsne_embedding
+from dlapps.adapt.diagnostics import proxy_a_distance, tsne_embedding
 from dlapps.adapt.paper import gap_closed, paper_numbers
+from dlapps.engine.batches import fixed_sample
 
 
 def test_a_distance_separable_vs_identical():

@@ -69,8 +69,8 @@ def test_broken_page_would_be_caught(tmp_path):
 
 @pytest.fixture(scope="module")
 def one_run_of_each_kind(finished_run, tmp_path_factory):
-    """adapt (the shared default run), transfer, explain (on the adapt run's DANN network) and
-    generate runs, each as small as its command allows."""
+    """adapt (the shared default run), transfer, explain (on the adapt run's DANN network),
+    generate, semi and distill runs, each as small as its command allows."""
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -89,6 +89,10 @@ def one_run_of_each_kind(finished_run, tmp_path_factory):
                     "vanilla,gradcam", "--rise-steps", "4"],
         "generate": ["gan", "train", "--epochs", "1", "--ngf", "8", "--ndf", "8", "--nz", "16",
                      "--batch-size", "64", "--n-samples", "200"],
+        "semi": ["semi", "--labels", "100", "--methods", "supervised,pseudo-label", "--epochs", "2",
+                 "--unlabelled-batch", "384", "--workers", "1"],
+        "distill": ["distill", "--limit", "256", "--teacher", "cnn-small", "--student", "mlp-tiny",
+                    "--teacher-epochs", "1", "--epochs", "1", "--kinds", "response"],
     }
     runs = {"adapt": adapt}
     for kind, args in commands.items():
@@ -113,7 +117,7 @@ def test_report_over_every_kind_is_one_page(one_run_of_each_kind, tmp_path):
     result = CliRunner().invoke(app, ["report", *map(str, runs.values()), "--out", str(page)])
     assert result.exit_code == 0, result.output
     html = page.read_text()
-    assert html.count("<section class=run") == 4 and "<script" not in html
+    assert html.count("<section class=run") == len(runs) == 6 and "<script" not in html
     for kind in runs:
         assert f"({kind}, " in html  # the index names each run's kind
     assert 'id="results"' in html  # adapt's table
@@ -143,8 +147,8 @@ def test_report_over_every_kind_in_a_browser(one_run_of_each_kind, tmp_path):
     try:
         driver.get(page.resolve().as_uri())
         sections = driver.find_elements(By.CSS_SELECTOR, "section.run")
-        assert len(sections) == 4 and all(s.is_displayed() for s in sections)
-        assert len(driver.find_elements(By.CSS_SELECTOR, "ol li a")) == 4
+        assert len(sections) == 6 and all(s.is_displayed() for s in sections)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "ol li a")) == 6
         assert _images_loaded(driver, 8, 50)
         assert _console_problems(driver) == []
     finally:

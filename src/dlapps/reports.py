@@ -21,7 +21,8 @@ from dlapps.runs import load_results
 #: kind -> the module that reports it
 AREAS: Registry[str] = Registry("kind of run")
 for _kind, _module in (("adapt", "dlapps.adapt.report"), ("transfer", "dlapps.transfer.report"),
-                       ("explain", "dlapps.explain.report"), ("generate", "dlapps.generate.report")):
+                       ("explain", "dlapps.explain.report"), ("generate", "dlapps.generate.report"),
+                       ("semi", "dlapps.semi.report"), ("distill", "dlapps.distill.report")):
     AREAS.register(_kind, _module)
 
 

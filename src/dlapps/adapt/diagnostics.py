@@ -15,14 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dlapps.engine.batches import to_float
-
-
-@torch.no_grad()
-def batched(fn, x: torch.Tensor, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
-    """Apply ``fn`` to uint8 images in batches on ``device``; results on the CPU."""
-    outs = [fn(to_float(chunk.to(device))).float().cpu() for chunk in x.split(batch_size)]
-    return torch.cat(outs) if outs else torch.empty(0)
+from dlapps.engine.batches import batched
+from dlapps.report.embedding import tsne_2d
 
 
 def domain_accuracy(method, xs: torch.Tensor, xt: torch.Tensor, device: torch.device) -> float | None:
@@ -54,16 +48,4 @@ def proxy_a_distance(fs: np.ndarray, ft: np.ndarray, seed: int = 0) -> float:
 
 def tsne_embedding(fs: np.ndarray, ft: np.ndarray, seed: int = 0) -> np.ndarray:
     """2-D t-SNE of source and target features together (rows: source first, then target)."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
-    x = np.concatenate([fs, ft]).astype(np.float32)
-    if x.shape[1] > 50:
-        x = PCA(50, random_state=seed).fit_transform(x)
-    perplexity = min(30.0, (len(x) - 1) / 3)
-    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
-
-
-def fixed_sample(n_total: int, k: int, seed: int = 0) -> torch.Tensor:
-    """The same ``k`` indices for every method, so t-SNE plots compare like with like."""
-    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[: min(k, n_total)]
+    return tsne_2d(np.concatenate([fs, ft]), seed)

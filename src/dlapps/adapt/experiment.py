@@ -28,13 +28,7 @@ import numpy as np
 import torch
 
 from dlapps.adapt.config import AdaptConfig
-from dlapps.adapt.diagnostics import (
-    batched,
-    domain_accuracy,
-    fixed_sample,
-    proxy_a_distance,
-    tsne_embedding,
-)
+from dlapps.adapt.diagnostics import domain_accuracy, proxy_a_distance, tsne_embedding
 from dlapps.adapt.methods import get_method
 from dlapps.adapt.methods.base import Method
 from dlapps.adapt.paper import gap_closed, paper_numbers
@@ -43,6 +37,7 @@ from dlapps.config import config_dict, load_config, save_config
 from dlapps.data import Domain, load_domain
 from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
 from dlapps.engine import distributed as ddp
+from dlapps.engine.batches import batched, fixed_sample
 from dlapps.engine.device import environment
 from dlapps.engine.parallel import resolve_workers, run_parallel
 from dlapps.engine.schedules import lr_schedule

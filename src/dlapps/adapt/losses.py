@@ -15,8 +15,6 @@ r"""The pieces several adaptation methods share, written once.
   linear-time estimate over disjoint pairs, h = k(s₁,s₂) + k(t₁,t₂) − k(s₁,t₂) − k(s₂,t₁).
   Source samples may carry weights w_i (WDAN), turning E_p into Σ w_i φ(x_i) / Σ w_i.
 * :func:`coral` — Deep CORAL: ‖C_S − C_T‖²_F / (4 d²), C the d×d feature covariance.
-* :func:`confident_pseudo_labels` — argmax predictions and a mask of those whose
-  probability exceeds a threshold (self-training, WDAN's class weights).
 * :func:`layer_outputs` — the activations of the chosen layers of a :class:`DomainAdaptationNet`.
 """
 
@@ -94,13 +92,6 @@ def coral(xs: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
     xs, xt = xs.flatten(1).float(), xt.flatten(1).float()
     d = xs.shape[1]
     return (covariance(xs) - covariance(xt)).pow(2).sum() / (4 * d * d)
-
-
-def confident_pseudo_labels(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(argmax labels, mask of rows whose top softmax probability exceeds ``threshold``), no grad."""
-    probs = logits.detach().float().softmax(1)
-    confidence, labels = probs.max(1)
-    return labels, confidence > threshold
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -49,49 +49,71 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 class PairedBatches:
-    """Per step: ``(xs, ys, xt, yt)`` with ``batch_size`` images of each domain in use.
+    """Per step: ``(xs, ys, xt, yt)`` with ``batch_size`` images of each domain in use
+    (``target_batch_size`` target images when given: FixMatch's μ·B unlabelled per B labelled).
 
-    One epoch is one pass over the *driving* domain (the source when there is one, else the
-    target); the other domain is drawn from its own permutations alongside. A missing domain
-    yields None in its places, and so do the target labels unless ``target_labels`` is set:
-    an adaptation method never sees them.
+    One epoch is one pass over the *driving* domain (``drive``: the source when there is one,
+    else the target; ``drive="target"`` makes it the target — the unlabelled set of
+    semi-supervised learning); the other domain is drawn from its own permutations alongside. A
+    missing domain yields None in its places, and so do the target labels unless
+    ``target_labels`` is set: an adaptation method never sees them.
     """
 
     def __init__(self, source: Labelled | None, target: Labelled | None, batch_size: int,
-                 seed: int, rank: int = 0, world: int = 1, target_labels: bool = False) -> None:
+                 seed: int, rank: int = 0, world: int = 1, target_labels: bool = False,
+                 target_batch_size: int | None = None, drive: str = "source") -> None:
         if source is None and target is None:
             raise ConfigError("need a source or a target domain to draw batches from")
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        for name, d in (("source", source), ("target", target)):
-            if d is not None and batch_size > len(d.y):
-                raise ConfigError(f"batch size {batch_size} is larger than the {name} training "
+        sizes = (batch_size, batch_size if target_batch_size is None else target_batch_size)
+        for name, d, size in (("source", source, sizes[0]), ("target", target, sizes[1])):
+            if size < 1:
+                raise ConfigError(f"batch size must be at least 1, got {size}")
+            if d is not None and size > len(d.y):
+                raise ConfigError(f"batch size {size} is larger than the {name} training "
                                   f"set ({len(d.y)} images); use --batch-size {len(d.y)} or less")
-        if batch_size % world:
-            raise ConfigError(f"batch size {batch_size} does not split over {world} processes")
+            if size % world:
+                raise ConfigError(f"batch size {size} does not split over {world} processes")
+        if drive not in ("source", "target"):
+            raise ConfigError(f"drive must be 'source' or 'target', got {drive!r}")
         self.source, self.target = source, target
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.target_labels = target_labels
-        self.steps_per_epoch = len((source or target).y) // batch_size
+        self.target_batch_size, self.drive = target_batch_size, drive
+        self.sizes = sizes
+        driver = 1 if (drive == "target" and target is not None) or source is None else 0
+        self.steps_per_epoch = len((source, target)[driver].y) // sizes[driver]
 
     def to(self, device: torch.device) -> PairedBatches:
         return PairedBatches(self.source and self.source.to(device),
                              self.target and self.target.to(device), self.batch_size, self.seed,
-                             self.rank, self.world, self.target_labels)
+                             self.rank, self.world, self.target_labels, self.target_batch_size,
+                             self.drive)
 
     def epoch(self, epoch: int) -> Iterator[tuple]:
-        count = self.steps_per_epoch * self.batch_size
-        streams = [None if d is None else index_stream(len(d.y), count, epoch_generator(self.seed, epoch, k))
-                   for k, d in enumerate((self.source, self.target))]
+        streams = [None if d is None else index_stream(len(d.y), self.steps_per_epoch * size,
+                                                       epoch_generator(self.seed, epoch, k))
+                   for k, (d, size) in enumerate(zip((self.source, self.target), self.sizes, strict=True))]
         for step in range(self.steps_per_epoch):
             batch: list = []
-            for d, idx in zip((self.source, self.target), streams, strict=True):
+            for d, idx, size in zip((self.source, self.target), streams, self.sizes, strict=True):
                 if d is None:
                     batch += [None, None]
                     continue
-                sel = idx[step * self.batch_size:(step + 1) * self.batch_size][self.rank::self.world]
+                sel = idx[step * size:(step + 1) * size][self.rank::self.world]
                 sel = sel.to(d.x.device)
                 batch += [to_float(d.x[sel]), d.y[sel]]
             if not self.target_labels:
                 batch[3] = None
             yield tuple(batch)
+
+
+@torch.no_grad()
+def batched(fn, x: torch.Tensor, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
+    """Apply ``fn`` to uint8 images in batches on ``device``; results on the CPU."""
+    outs = [fn(to_float(chunk.to(device))).float().cpu() for chunk in x.split(batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def fixed_sample(n_total: int, k: int, seed: int = 0) -> torch.Tensor:
+    """The same ``k`` indices for every method, so t-SNE plots compare like with like."""
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[: min(k, n_total)]

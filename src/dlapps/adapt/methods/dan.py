@@ -25,10 +25,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlapps.adapt.losses import confident_pseudo_labels, mmd
+from dlapps.adapt.losses import mmd
 from dlapps.adapt.methods.base import Method, accuracy
 from dlapps.engine.schedules import lambda_schedule
 from dlapps.errors import ConfigError
+from dlapps.semi.pseudo_label import confident_pseudo_labels
 
 DEFAULT_LAYERS = ("hidden1", "hidden2", "logits")
 

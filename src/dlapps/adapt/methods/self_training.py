@@ -1,7 +1,8 @@
 r"""Self-training with pseudo-labels (Lee, ICML 2013 workshops), alone or on top of any method.
 
-The target images a labeller f̄ is confident about are labelled with its predictions, and the
-network f trains on them as if the labels were true::
+It is semi-supervised pseudo-labelling (:mod:`dlapps.semi.pseudo_label`, the one implementation)
+with the target domain as the unlabelled set. The target images a labeller f̄ is confident about
+are labelled with its predictions, and the network f trains on them as if the labels were true::
 
     L = L_base + α(p) · (1/n_t) Σ_{j∈T} 1[max_c f̄_c(x_j) > τ] · CE(f(a(x_j)), argmax_c f̄_c(x_j))
 
@@ -36,22 +37,12 @@ from __future__ import annotations
 import copy
 import functools
 
-import torch
-import torch.nn.functional as F
-
-from dlapps.adapt.augment import random_translate
-from dlapps.adapt.losses import confident_pseudo_labels
 from dlapps.adapt.methods.base import Method
 from dlapps.adapt.methods.supervised import SourceOnly
+from dlapps.data.augment import random_translate
+from dlapps.semi.pseudo_label import alpha_ramp, ema_update, pseudo_label_loss
 
 SUFFIX = "+self-train"
-
-
-def alpha_ramp(p: float, alpha_f: float, t1: float, t2: float) -> float:
-    """Lee's α(t), with t the training progress p ∈ [0, 1]."""
-    if p < t1:
-        return 0.0
-    return alpha_f * min(1.0, (p - t1) / max(t2 - t1, 1e-12))
 
 
 class SelfTraining(Method):
@@ -71,27 +62,20 @@ class SelfTraining(Method):
         # the teacher that labels: a weight average of the network (mean teacher) when ema > 0
         self.teacher = copy.deepcopy(self.base_method).requires_grad_(False) if self.ema else None
 
-    @torch.no_grad()
     def update_teacher(self) -> None:
         """teacher ← ema · teacher + (1 − ema) · network, once per step (buffers copied)."""
-        for t, s in zip(self.teacher.parameters(), self.base_method.parameters(), strict=True):
-            t.lerp_(s, 1 - self.ema)
-        for t, s in zip(self.teacher.buffers(), self.base_method.buffers(), strict=True):
-            t.copy_(s)
+        ema_update(self.teacher, self.base_method, self.ema)
 
     def pseudo_label_loss(self, xt):
         """(mean masked CE over the batch, fraction of confident samples). With ``shift`` > 0 the
         labels come from the unperturbed batch (no gradient) and the loss from a shifted copy."""
+        view = None
         if self.shift or self.teacher is not None:
-            with torch.no_grad():
-                teacher = self.teacher if self.teacher is not None else self.base_method
-                labels, confident = confident_pseudo_labels(teacher.logits(xt), self.threshold)
-            logits = self.base_method.logits(random_translate(xt, self.shift))
-        else:
-            logits = self.base_method.logits(xt)
-            labels, confident = confident_pseudo_labels(logits, self.threshold)
-        per_sample = F.cross_entropy(logits, labels, reduction="none")
-        return (per_sample * confident).sum() / len(logits), confident.float().mean()
+            view = functools.partial(random_translate, max_shift=self.shift)
+        teacher = None if self.teacher is None else self.teacher.logits
+        loss, confident, _ = pseudo_label_loss(self.base_method.logits, xt, self.threshold,
+                                               teacher=teacher, student_view=view)
+        return loss, confident
 
     def forward(self, xs, ys, xt, yt, progress):
         if self.teacher is not None and self.training:
