@@ -16,7 +16,7 @@ from dlapps.errors import CheckpointError, ConfigError, DataError, UnknownNameEr
 from dlapps.models import pretrained as P
 from dlapps.transfer import classifiers as C
 from dlapps.transfer.config import CompareConfig, TransferConfig
-from dlapps.transfer.experiment import run_compare, run_transfer, stratified_subset
+from dlapps.transfer.experiment import run_compare, run_transfer, splits, stratified_subset
 from dlapps.transfer.features import cached_features
 from killing import comparable, dlapps, kill_and_resume
 
@@ -317,3 +317,18 @@ def test_cli_run_and_activations(tmp_path):
     assert "cat" in r.output and (tmp_path / "act" / "figures" / "activations.png").exists()
     r = runner.invoke(app, ["transfer", "activations", str(tmp_path / "missing.png")])
     assert r.exit_code == 2 and "missing.png" in r.output
+
+
+def test_a_finetuned_network_is_exported_and_loads_back_in_any_area(digits, tmp_path):
+    """The fine-tuned cell writes model.pt; models.export rebuilds it (preprocessing included) and
+    it predicts what the run measured; distillation can take it as a teacher."""
+    from dlapps.models.export import load_classifier
+
+    run_transfer(TransferConfig(data="mnist5k", **TINY), tmp_path / "run", progress=False, data=digits)
+    cell = json.loads((tmp_path / "run" / "finetune-seed0" / "cell.json").read_text())
+    net, info = load_classifier(tmp_path / "run" / "finetune-seed0")
+    assert info["kind"] == "transfer" and info["classes"] == digits.classes and info["size"] == 32
+    _, test = splits(digits, 3, 3, 0)
+    with torch.no_grad():
+        pred = net(test.x.float() / 255).argmax(1)
+    assert pred.tolist() == cell["pred"]

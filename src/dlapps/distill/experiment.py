@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from dlapps.config import config_dict, save_config
-from dlapps.data import load_domain
+from dlapps.data import Domain, load_domain
 from dlapps.distill import report
 from dlapps.distill.config import (
     DistillConfig,
@@ -66,23 +66,6 @@ EVAL_BATCH = 256
 
 
 @dataclass
-class DistillData:
-    """Training and test images (uint8, N,C,H,W), labels and class names of one run."""
-
-    name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    classes: list[str]
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        c, h, w = self.train_x.shape[1:]
-        return int(c), int(h), int(w)
-
-
-@dataclass
 class CellJob:
     """One network to train (the teacher or one student of one seed): what a worker is given."""
 
@@ -90,7 +73,7 @@ class CellJob:
     role: str  # "teacher" or a kind
     seed: int
     cell: Path
-    data: DistillData
+    data: Domain  # the run's data (a --limit subset of the training images)
     teacher_file: Path | None
     fingerprint: str
     progress: bool = False
@@ -108,7 +91,7 @@ def load_teacher_file(teacher: str) -> tuple[Path, dict]:
     return path, info
 
 
-def load_data(config: DistillConfig, teacher_info: dict | None = None) -> DistillData:
+def load_data(config: DistillConfig, teacher_info: dict | None = None) -> Domain:
     """The run's data at the teacher's input size and channels (a loaded teacher's, else the
     config's, else the data's own); refuses a teacher trained on other classes."""
     size = config.size or (teacher_info or {}).get("size")
@@ -128,8 +111,7 @@ def load_data(config: DistillConfig, teacher_info: dict | None = None) -> Distil
     if config.limit is not None and config.limit < len(keep):  # a fixed random subset (splits may be sorted)
         pick = torch.randperm(len(keep), generator=torch.Generator().manual_seed(0))
         keep = pick[:config.limit].sort().values
-    return DistillData(config.data, domain.train_x[keep], domain.train_y[keep], domain.test_x, domain.test_y,
-                       classes)
+    return replace(domain, name=config.data, train_x=domain.train_x[keep], train_y=domain.train_y[keep])
 
 
 def _short(names: list[str]) -> str:

@@ -39,14 +39,13 @@ def _digits(**kwargs: Any) -> nn.Module:
     return build_digits_net(**kwargs)
 
 
-def _pretrained(name: str, num_classes: int) -> nn.Module:
-    from dlapps.models.pretrained import load_backbone, with_new_head
+def _pretrained(name: str, num_classes: int, image_size: int) -> nn.Module:
+    """A backbone with a new ``num_classes`` head behind its own preprocessing (resize, crop,
+    grey → RGB, normalisation) at ``image_size``: a fine-tuned network of ``dlapps transfer``."""
+    from dlapps.models.pretrained import Prepare, load_backbone, with_new_head
 
-    backbone = load_backbone(name, pretrained=False)  # the weights come from the file
-    net = with_new_head(backbone, num_classes)
-    from dlapps.models.digits import Normalize
-
-    return nn.Sequential(Normalize(backbone.mean, backbone.std), net)
+    backbone = load_backbone(name, pretrained=False).at_size(image_size)  # weights: from the file
+    return nn.Sequential(Prepare(backbone), with_new_head(backbone, num_classes))
 
 
 BUILDERS.register("digits", _digits)

@@ -374,3 +374,18 @@ def with_new_head(backbone: Backbone, n_classes: int) -> nn.Module:
         return nn.Conv2d(old.in_channels, n_classes, kernel_size=1)  # SqueezeNet's 1x1 convolution
 
     return replace_head(copy.deepcopy(backbone.net), backbone.head, fresh)
+
+
+class Prepare(nn.Module):
+    """A backbone's own input pipeline on float [0, 1] images, on any device: short-side resize
+    and centre crop (:func:`~dlapps.models.pretrained.fit_square`), grey -> RGB, then
+    ``(x - mean) / std``."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.size, self.resize = backbone.input_size, backbone.resize
+        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (fit_square(x, self.size, self.resize) - self.mean) / self.std

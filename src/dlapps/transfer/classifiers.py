@@ -43,7 +43,8 @@ from torch import nn
 from dlapps.engine import Labelled, PairedBatches, Trainer, to_float
 from dlapps.engine.schedules import cosine
 from dlapps.errors import ConfigError, DataError
-from dlapps.models.pretrained import Backbone, fit_square, load_backbone, with_new_head
+from dlapps.models.export import MODEL_FILE, save_classifier
+from dlapps.models.pretrained import Backbone, Prepare, load_backbone, with_new_head
 from dlapps.registry import Registry
 from dlapps.transfer.config import DEFAULT_CS
 
@@ -78,6 +79,7 @@ class Cell:
     device: torch.device = torch.device("cpu")
     progress: bool = False
     backbone: Backbone | None = None  # the pretrained backbone at its input size; None: loaded by name
+    classes: list[str] | None = None  # class names (a trained network is exported with them)
 
 
 @dataclass(frozen=True)
@@ -250,21 +252,6 @@ def fc(cell: Cell) -> dict:
 # --- whole networks on images --------------------------------------------------------------------
 
 
-class Prepare(nn.Module):
-    """A backbone's own input pipeline on float [0, 1] images, on any device: short-side resize
-    and centre crop (:func:`~dlapps.models.pretrained.fit_square`), grey -> RGB, then
-    ``(x - mean) / std``."""
-
-    def __init__(self, backbone: Backbone) -> None:
-        super().__init__()
-        self.size, self.resize = backbone.input_size, backbone.resize
-        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (fit_square(x, self.size, self.resize) - self.mean) / self.std
-
-
 class _ImageClassifier(nn.Module):
     """The network behind its preprocessing; one cross-entropy step per batch. The summed loss
     of the epoch lives in buffers, so a checkpoint carries it and ``epoch_loss`` survives a
@@ -297,7 +284,8 @@ def train_network(net: nn.Module, head: str, train: Split, test: Split,
                   prepare: Callable[[torch.Tensor], torch.Tensor], *, epochs: int, lr: float,
                   backbone_lr_factor: float, batch_size: int, seed: int, run_dir: Path | None = None,
                   device: torch.device | None = None, amp: bool = True, progress: bool = True,
-                  desc: str = "train", fingerprint: str = "") -> dict:
+                  desc: str = "train", fingerprint: str = "",
+                  export: Callable[[nn.Module], None] | None = None) -> dict:
     """Train every layer of ``net`` on images; the head at ``lr``, the rest at ``lr * factor``.
 
     ``prepare`` maps a float [0, 1] batch to the network's normalised input (an ``nn.Module``
@@ -305,7 +293,8 @@ def train_network(net: nn.Module, head: str, train: Split, test: Split,
     a cosine decay ``lr * (1 + cos(pi p)) / 2`` over the training progress p in [0, 1], applied
     per parameter group through ``lr_mult``; batches of ``batch_size`` images in an order drawn
     from (seed, epoch), the last partial batch dropped. With a ``run_dir`` the engine
-    checkpoints every epoch and ``train_network`` continues from the checkpoint it finds there.
+    checkpoints every epoch and ``train_network`` continues from the checkpoint it finds there;
+    ``export`` is handed the trained classifier (preprocessing + network, images in [0, 1]).
     The network is in train mode (dropout, batch-norm statistics) while training and in eval
     mode for the test predictions.
     """
@@ -325,6 +314,8 @@ def train_network(net: nn.Module, head: str, train: Split, test: Split,
                       fingerprint=fingerprint)
     history = trainer.fit()
     pred = predict_network(module, test.x, batch_size=batch_size * 2)
+    if export is not None:
+        export(nn.Sequential(module.prepare, module.net))
     return {"pred": pred, "epoch_loss": [h["train_loss"] for h in history],
             "train_seconds": history[-1]["seconds"]}
 
@@ -352,11 +343,19 @@ def _train_on_images(cell: Cell, source: Backbone, backbone_lr_factor: float) ->
     torch.manual_seed(cell.seed)
     net = with_new_head(source, cell.n_classes)
     cfg = cell.config
+
+    def export(model: nn.Module) -> None:  # model.pt: `dlapps distill --teacher CELL_DIR` reads it
+        if cell.run_dir is not None and cell.classes:
+            save_classifier(cell.run_dir / MODEL_FILE, model, "pretrained",
+                            {"name": source.name, "num_classes": cell.n_classes,
+                             "image_size": source.input_size}, cell.classes, size=source.input_size,
+                            channels=3, kind="transfer")
+
     return train_network(net, source.head, cell.train, cell.test, Prepare(source), epochs=cfg.epochs,
                          lr=cfg.lr, backbone_lr_factor=backbone_lr_factor, batch_size=cfg.batch_size,
                          seed=cell.seed, run_dir=cell.run_dir, device=cell.device, amp=cfg.amp,
                          progress=cell.progress, desc=f"{cell.name} seed {cell.seed}",
-                         fingerprint=network_fingerprint(cell))
+                         fingerprint=network_fingerprint(cell), export=export)
 
 
 @classifier("finetune", "fine-tuned, all layers", on_features=False)

@@ -215,7 +215,8 @@ def run_transfer(config: TransferConfig | None = None, out: Path | None = None, 
                 continue
             tr, te = ((features(train, layer), features(test, layer)) if CLASSIFIERS[name].on_features
                       else (train, test))
-            pending.append(Cell(name, seed, tr, te, n_classes, cfg, cell_dir, device, progress, backbone))
+            pending.append(Cell(name, seed, tr, te, n_classes, cfg, cell_dir, device, progress, backbone,
+                                domain.classes))
     outs = _run_cells(pending, device, workers, progress, "transfer cells")
     done.update({(cell.name, cell.seed): r for cell, r in zip(pending, outs, strict=True)})
 
