@@ -35,6 +35,8 @@ SECTIONS = [
     ("gan", "GANs: DCGAN and cDCGAN quality, offline metrics", "python bench/gan_bench.py"),
     ("semi", "Semi-supervised learning: pseudo-labelling as the lecture runs it, mean teacher, FixMatch",
      "python bench/semi.py"),
+    ("semi_fashion", "Semi-supervised learning at the lecture's scale (Fashion-MNIST, 59,000 unlabelled)",
+     "python bench/semi.py --scale fashion"),
     ("distill", "Knowledge distillation: response, feature and relation knowledge vs a student from scratch",
      "python bench/distill.py"),
 ]

@@ -5,7 +5,7 @@ mapped by a trained regressor r(f) = W f + b (d_s → d_t) onto the teacher's pe
 f_t (the hint), and the L2 hint loss is added to the label loss:
 
     L_hint = (1/(B·d_t)) Σ_i ‖f_t,i − r(f_s,i)‖²,
-    L      = CE(y, s) + β · L_hint                     (β = ``hint_weight``, default 0.1).
+    L      = CE(y, s) + β · L_hint                     (β = ``hint_weight``, default 1).
 
 FitNets trains in two stages (hints first, then KD); here both terms act from the first step, as
 the lecture's "added to CE". The regressor is trained with the student (it is in the checkpoint)
