@@ -118,7 +118,7 @@ def test_full_is_the_only_method_that_reads_the_hidden_labels(mnist, tmp_path, m
 
 
 def test_a_few_labels_train_a_classifier_well_above_chance(mnist, tmp_path):
-    config = SemiConfig(labels=[200], epochs=3, unlabelled_batch=64, tsne=False)
+    config = SemiConfig(labels=[200], epochs=8, unlabelled_batch=64, tsne=False)
     result = train_cell(config, _tiny(mnist), "supervised", 200, 0, tmp_path / "c", torch.device("cpu"),
                         False)
     assert result["test_acc"] > 0.6 and result["labelled_per_class"] == [20] * 10
