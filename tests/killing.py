@@ -70,3 +70,13 @@ def kill_and_resume(start: list, resume: list, out: Path, *, kills: int = 3, see
     results = json.loads((Path(out) / "results.json").read_text())
     results["_kills"] = landed
     return results
+
+
+def killed_and_whole(args: list, root: Path, *, max_delay: float = 1.0) -> tuple[dict, dict]:
+    """``dlapps *args --out root/whole`` uninterrupted, and ``--out root/killed`` SIGKILLed and
+    rerun (the same command resumes it); both results.json, after checking a kill landed."""
+    dlapps(*args, "--out", Path(root) / "whole")
+    out = Path(root) / "killed"
+    killed = kill_and_resume([*args, "--out", out], [*args, "--out", out], out, max_delay=max_delay)
+    assert killed.pop("_kills") >= 1
+    return killed, json.loads((Path(root) / "whole" / "results.json").read_text())

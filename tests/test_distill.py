@@ -25,7 +25,7 @@ from dlapps.errors import ConfigError, DataError, UnknownNameError
 from dlapps.models.digits import build_digits_net
 from dlapps.models.export import load_classifier, save_classifier
 from dlapps.models.nets import NETS, build_net, count_parameters
-from killing import comparable, dlapps, kill_and_resume
+from killing import comparable, killed_and_whole
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -317,12 +317,8 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, monk
 def test_killed_run_ends_as_an_uninterrupted_one(tmp_path):
     """SIGKILLed 3 times, resumed by rerunning the same command (tests/killing.py)."""
     args = ["distill", "--limit", "256", "--teacher", "cnn-small", "--teacher-epochs", "3", "--epochs", "4",
-            "--batch-size", "16", "--kinds", "response,relation", "--workers", "1", "-q", "--out"]
-    dlapps(*args, tmp_path / "whole")
-    killed = kill_and_resume([*args, tmp_path / "killed"], [*args, tmp_path / "killed"], tmp_path / "killed",
-                             max_delay=1.0)
-    assert killed.pop("_kills") >= 1
-    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+            "--batch-size", "16", "--kinds", "response,relation", "--workers", "1", "-q"]
+    killed, whole = killed_and_whole(args, tmp_path)
     assert comparable(killed) == comparable(whole)
 
 

@@ -16,7 +16,7 @@ from dlapps.cli import app
 from dlapps.semi.config import SemiConfig
 from dlapps.semi.experiment import SemiData, balanced_subset, make_split, train_cell
 from dlapps.semi.pseudo_label import PseudoLabel, alpha_ramp, pseudo_label_loss
-from killing import comparable, kill_and_resume
+from killing import comparable, killed_and_whole
 
 
 def test_alpha_ramp_at_t1_between_and_t2():
@@ -129,12 +129,7 @@ def test_semi_resumes_after_kills_with_the_numbers_of_an_uninterrupted_run(tmp_p
     args = ["semi", "--labels", "100", "--methods", "pseudo-label,fixmatch", "--epochs", "3",
             "--unlabelled-batch", "192", "--option", "pseudo-label.t1=0", "--option", "pseudo-label.t2=0.3",
             "--workers", "1", "-q"]
-    whole = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "whole")])
-    assert whole.exit_code == 0, whole.output
-    out = tmp_path / "killed"
-    resumed = kill_and_resume([*args, "--out", out], [*args, "--out", out], out, kills=3, max_delay=1.0)
-    assert resumed["_kills"] >= 1
-    expected = json.loads((tmp_path / "whole" / "results.json").read_text())
+    resumed, expected = killed_and_whole(args, tmp_path)
     assert comparable(resumed["runs"]) == comparable(expected["runs"])
 
 

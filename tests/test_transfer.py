@@ -18,7 +18,7 @@ from dlapps.transfer import classifiers as C
 from dlapps.transfer.config import CompareConfig, TransferConfig
 from dlapps.transfer.experiment import run_compare, run_transfer, splits, stratified_subset
 from dlapps.transfer.features import cached_features
-from killing import comparable, dlapps, kill_and_resume
+from killing import comparable, killed_and_whole
 
 SIZE = 48  # EfficientNet-Lite0 input in these tests (fast; digits are 28x28 anyway)
 
@@ -260,12 +260,8 @@ def test_killed_finetune_run_ends_as_an_uninterrupted_one(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"kind": "transfer", "data": "mnist5k", **TINY, "per_class": 2,
                                   "epochs": 6}))
-    args = ["transfer", "--config", config, "--workers", "1", "-q", "--out"]
-    dlapps(*args, tmp_path / "whole")
-    killed = kill_and_resume([*args, tmp_path / "killed"], [*args, tmp_path / "killed"], tmp_path / "killed",
-                             max_delay=1.0)
-    assert killed.pop("_kills") >= 1
-    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    args = ["transfer", "--config", config, "--workers", "1", "-q"]
+    killed, whole = killed_and_whole(args, tmp_path)
     assert comparable(killed) == comparable(whole)
     assert whole["classifiers"]["finetune"]["per_seed"][0]["epoch_loss"][-1] > 0
 
