@@ -18,9 +18,10 @@ import statistics
 from pathlib import Path
 
 from dlapps.adapt.config import preset
-from dlapps.adapt.experiment import run_adapt, stat
+from dlapps.adapt.experiment import run_adapt
 from dlapps.adapt.report import mean_std
 from dlapps.engine.device import environment
+from dlapps.runs import stat
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = {  # name -> (method, self-training options, what it is)

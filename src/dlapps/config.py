@@ -11,6 +11,9 @@ override it. :func:`merge` is the one function that does this for every area:
 * a key the dataclass does not have is refused (a misspelt setting would otherwise be ignored);
 * options that are None were not given and do not override;
 * the result is validated (``config.validate()`` when the class has one).
+
+:func:`check_run_dir` is the one rule for running a command again on its ``--out``: the folder
+continues only the run whose settings it holds.
 """
 
 from __future__ import annotations
@@ -76,3 +79,22 @@ def merge(cls: type[C], path: Path | None, overrides: dict[str, Any], base: C | 
 def load_config(cls: type[C], path: Path) -> C:
     """A config saved by :func:`save_config` (or by an older dlapps, without ``kind``)."""
     return merge(cls, path, {})
+
+
+def check_run_dir(config: Any, run_dir: Path, ignore: tuple[str, ...] = ("device",)) -> bool:
+    """Whether ``run_dir`` already holds a run of ``config`` (then it continues); one line when it
+    holds another kind's run or other settings. Fields in ``ignore`` may differ (where to run,
+    not what to compute); keys the saved file lacks (an older dlapps) are not compared."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return False
+    try:
+        saved = read_config_file(type(config), path)
+    except ConfigError as exc:
+        raise ConfigError(f"{run_dir} holds another run: {exc}") from None
+    mine = {k: v for k, v in asdict(config).items() if k not in ignore}
+    differ = sorted(k for k, v in mine.items() if saved.get(k, v) != v)
+    if differ:
+        raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(differ)}); continue it "
+                          f"with --config {path}, or give another --out")
+    return True

@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dlapps import __version__
 from dlapps.engine.device import environment
 from dlapps.errors import DataError
@@ -57,3 +59,10 @@ def load_results(run_dir: Path, kind: str | None = None) -> dict[str, Any]:
     if kind is not None and results["kind"] != kind:
         raise DataError(f"{run_dir} is a '{results['kind']}' run, not a '{kind}' run")
     return results
+
+
+def stat(values: list[float]) -> dict | None:
+    """Mean and (population) standard deviation of a number over seeds, with the values; None
+    when there are none."""
+    return ({"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+            if values else None)

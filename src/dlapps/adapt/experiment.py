@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dlapps.adapt.config import AdaptConfig
@@ -43,7 +42,7 @@ from dlapps.engine.parallel import resolve_workers, run_parallel
 from dlapps.engine.schedules import lr_schedule
 from dlapps.errors import ConfigError, DataError
 from dlapps.io import atomic_torch_save, atomic_write_json
-from dlapps.runs import write_results
+from dlapps.runs import stat, write_results
 
 FINAL = "final.json"
 SELECTION_SAMPLES = 1000  # training images per domain the label-free criteria look at
@@ -183,11 +182,6 @@ def selection_criteria(m, s_train, t_train, s_val, logits_s_val, ys_val, device)
     return criteria(batched(m.embed, s_train, device), batched(m.embed, t_train, device),
                     batched(m.predict, t_train, device), batched(m.embed, s_val, device),
                     logits_s_val, ys_val)
-
-
-def stat(values: list[float]) -> dict | None:
-    return ({"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
-            if values else None)
 
 
 def summarize_selection(cells: list[dict]) -> dict | None:

@@ -47,7 +47,7 @@ from dlapps.distill.config import (
 )
 from dlapps.distill.kinds import KINDS, SCRATCH
 from dlapps.distill.scratch import Scratch
-from dlapps.engine.batches import Labelled, PairedBatches, to_float
+from dlapps.engine.batches import Labelled, PairedBatches, batched, to_float
 from dlapps.engine.device import resolve_device
 from dlapps.engine.parallel import resolve_workers, run_parallel
 from dlapps.engine.schedules import cosine
@@ -131,8 +131,7 @@ def predict(net: nn.Module, x: torch.Tensor, batch: int = EVAL_BATCH) -> torch.T
     was = net.training
     net.eval()
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
-    out = torch.cat([net(to_float(x[i:i + batch]).to(device)).argmax(1).cpu()
-                     for i in range(0, len(x), batch)])
+    out = batched(net, x, device, batch).argmax(1)
     net.train(was)
     return out
 

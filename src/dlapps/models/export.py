@@ -74,7 +74,7 @@ def find_model_file(path: Path) -> Path:
                 raise DataError(f"{path.parent} holds one classifier per cell; give one of its cells: "
                                 f"{', '.join(cells[:8])}{' ...' if len(cells) > 8 else ''}")
             raise DataError(f"{path.parent} holds no {MODEL_FILE}: it is not a finished run of an "
-                            "area that trains a classifier (semi, distill)")
+                            "area that trains a classifier (semi, distill, transfer's networks)")
     elif not path.is_file():
         raise DataError(f"no such run directory or model file: {path}")
     return path

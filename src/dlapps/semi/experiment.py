@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlapps.config import config_dict, load_config, save_config
+from dlapps.config import check_run_dir, config_dict, save_config
 from dlapps.data import Domain, load_domain
 from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
 from dlapps.engine.batches import batched, fixed_sample
@@ -38,14 +38,13 @@ from dlapps.engine.parallel import resolve_workers, run_parallel
 from dlapps.engine.schedules import lr_schedule
 from dlapps.errors import ConfigError, DataError
 from dlapps.io import atomic_torch_save, atomic_write_json, safe_torch_load
-from dlapps.models.export import save_classifier
-from dlapps.runs import write_results
+from dlapps.models.export import MODEL_FILE, save_classifier
+from dlapps.runs import stat, write_results
 from dlapps.semi.config import SemiConfig
 from dlapps.semi.methods import METHODS
 
 CONFIG = "config.json"
 FINAL = "final.json"
-MODEL = "model.pt"
 TSNE_LABELLED_PER_CLASS = 10
 
 #: the lecture's numbers (MNIST, 1,000 class-balanced labels, 59,000 unlabelled, 10,000 test;
@@ -236,7 +235,7 @@ def train_cell(config: SemiConfig, data: SemiData, method_name: str, labels: int
     per_class = [float((pred[d.test_y == c] == c).float().mean()) if (d.test_y == c).any() else None
                  for c in range(len(data.classes))]
     last = history[-1]
-    save_classifier(cell_dir / MODEL, method.net, "digits", spec, data.classes, size=d.shape[1],
+    save_classifier(cell_dir / MODEL_FILE, method.net, "digits", spec, data.classes, size=d.shape[1],
                     channels=d.shape[0], kind="semi")
     if snapshots:
         write_tsne(cell_dir, snapshots, split.labelled.y[pick_l], hidden_y[pick_u], seed)
@@ -270,11 +269,6 @@ def write_tsne(cell_dir: Path, epochs: list[int], labelled_y: torch.Tensor, true
     atomic_torch_save(panels, cell_dir / "tsne.pt")
 
 
-def stat(values: list[float]) -> dict | None:
-    return ({"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
-            if values else None)
-
-
 def summarize(config: SemiConfig, runs: list[dict]) -> dict:
     """Per (labels, method): mean ± std over seeds; the gain over supervised."""
     table: dict[str, dict] = {}
@@ -295,24 +289,12 @@ def summarize(config: SemiConfig, runs: list[dict]) -> dict:
     return {"by_labels": table}
 
 
-def prepare_run_dir(config: SemiConfig, out: Path | None) -> tuple[SemiConfig, Path, bool]:
-    """The run directory: new, or one holding the same configuration (then the run continues)."""
-    run_dir = Path(out) if out else Path("runs") / f"semi-{datetime.now():%Y%m%d-%H%M%S}"
-    if (run_dir / CONFIG).is_file():
-        saved = load_config(SemiConfig, run_dir / CONFIG)
-        mine = replace(config, device=saved.device)
-        if config_dict(saved) != config_dict(mine):
-            changed = sorted(k for k, v in config_dict(mine).items() if config_dict(saved)[k] != v)
-            raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
-                              "run it again with its own settings to continue it, or choose another --out")
-        return replace(saved, device=config.device), run_dir, True
-    return config, run_dir, False
-
-
 def run_semi(config: SemiConfig, out: Path | None = None, progress: bool = True, report: bool = True,
              workers: int | None = 1) -> dict:
     """Run (or continue) a semi-supervised experiment; returns the content of ``results.json``."""
-    config, run_dir, resuming = prepare_run_dir(config.validate(), out)
+    config = config.validate()
+    run_dir = Path(out) if out else Path("runs") / f"semi-{datetime.now():%Y%m%d-%H%M%S}"
+    resuming = check_run_dir(config, run_dir)  # the folder continues only its own run
     device = resolve_device(config.device)
     data = load_data(config)  # loads and checks the data before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from dlapps.engine.runlog import read_metrics
 from dlapps.io import safe_torch_load
 from dlapps.report import COLORS, embed_png, html_table, markdown_table, pyplot, save_figure, write_page
 from dlapps.runs import load_results
+from dlapps.semi.experiment import cell_name
 from dlapps.semi.pseudo_label import PseudoLabel, alpha_ramp
 
 FIGURES = (("curves.png", "test accuracy and α(t) against epochs"),
@@ -40,7 +41,7 @@ def fmt(stat: dict | None, scale: float = 100.0, digits: int = 2) -> str:
 
 
 def _cell_dirs(run_dir: Path, results: dict, method: str, labels: int) -> list[Path]:
-    return [run_dir / f"{method}-n{labels}-seed{r['seed']}" for r in results["runs"]
+    return [run_dir / cell_name(method, labels, r["seed"]) for r in results["runs"]
             if r["method"] == method and r["labels"] == labels]
 
 
@@ -112,7 +113,7 @@ def curves_figure(run_dir: Path, results: dict, path: Path) -> Path | None:
 
 
 def tsne_figure(run_dir: Path, results: dict, path: Path) -> Path | None:
-    cells = [run_dir / f"{r['method']}-n{r['labels']}-seed{r['seed']}" for r in results["runs"]]
+    cells = [run_dir / cell_name(r["method"], r["labels"], r["seed"]) for r in results["runs"]]
     found = next((c / "tsne.pt" for c in cells if (c / "tsne.pt").is_file()), None)
     if found is None:
         return None

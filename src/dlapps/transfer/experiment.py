@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlapps.config import read_config_file, save_config
+from dlapps.config import check_run_dir, save_config
 from dlapps.data import load_domain
 from dlapps.data.domains import IMAGEFOLDER, Domain
 from dlapps.engine.device import environment, resolve_device
@@ -142,19 +142,9 @@ def _prepare_run_dir(out: Path | None, cfg: TransferConfig | CompareConfig) -> P
     if out is None:
         return None
     out = Path(out)
-    path = out / "config.json"
-    if path.exists():
-        try:
-            saved = read_config_file(type(cfg), path)
-        except ConfigError as exc:
-            raise ConfigError(f"{out} holds another run: {exc}") from None
-        mine = {k: v for k, v in cfg.to_dict().items() if k != "device"}
-        differ = sorted(k for k, v in mine.items() if saved.get(k, v) != v)
-        if differ:
-            raise ConfigError(f"{out} holds a run with other settings ({', '.join(differ)}); continue it "
-                              f"with --config {path}, or give another --out")
+    check_run_dir(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, path)
+    save_config(cfg, out / "config.json")
     return out
 
 
