@@ -7,7 +7,7 @@ local imports included):
     1  io, registry, cli_support
     2  config, report (the page shell), models, engine
     3  data, runs
-    4  the areas: adapt, transfer, explain, generate, semi, distill
+    4  the areas: adapt, transfer, explain, generate, semi, distill, ssl
     5  reports (dlapps report over any mix of runs)
     6  cli (mounts every area's sub-app), then __main__
 
@@ -29,7 +29,7 @@ LAYERS = {
     "io": 1, "registry": 1, "cli_support": 1,
     "config": 2, "report": 2, "models": 2, "engine": 2,
     "data": 3, "runs": 3,
-    "adapt": 4, "transfer": 4, "explain": 4, "generate": 4, "semi": 4, "distill": 4,
+    "adapt": 4, "transfer": 4, "explain": 4, "generate": 4, "semi": 4, "distill": 4, "ssl": 4,
     "reports": 5, "cli": 6, "__main__": 7,
 }
 AREAS = [room for room, layer in LAYERS.items() if layer == 4]

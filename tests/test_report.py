@@ -70,7 +70,7 @@ def test_broken_page_would_be_caught(tmp_path):
 @pytest.fixture(scope="module")
 def one_run_of_each_kind(finished_run, tmp_path_factory):
     """adapt (the shared default run), transfer, explain (on the adapt run's DANN network),
-    generate, semi and distill runs, each as small as its command allows."""
+    generate, semi, distill and ssl runs, each as small as its command allows."""
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -93,6 +93,9 @@ def one_run_of_each_kind(finished_run, tmp_path_factory):
                  "--unlabelled-batch", "384", "--workers", "1"],
         "distill": ["distill", "--limit", "256", "--teacher", "cnn-small", "--student", "mlp-tiny",
                     "--teacher-epochs", "1", "--epochs", "1", "--kinds", "response"],
+        "ssl": ["ssl", "--data", "mnist5k", "--pretrain-images", "500", "--methods", "random,rotation",
+                "--epochs", "1", "--batch-size", "100", "--probe-labels", "10%,100%", "--finetune-labels",
+                "10%", "--finetune-steps", "10", "--workers", "1"],
     }
     runs = {"adapt": adapt}
     for kind, args in commands.items():
@@ -117,7 +120,7 @@ def test_report_over_every_kind_is_one_page(one_run_of_each_kind, tmp_path):
     result = CliRunner().invoke(app, ["report", *map(str, runs.values()), "--out", str(page)])
     assert result.exit_code == 0, result.output
     html = page.read_text()
-    assert html.count("<section class=run") == len(runs) == 6 and "<script" not in html
+    assert html.count("<section class=run") == len(runs) == 7 and "<script" not in html
     for kind in runs:
         assert f"({kind}, " in html  # the index names each run's kind
     assert 'id="results"' in html  # adapt's table
@@ -147,8 +150,8 @@ def test_report_over_every_kind_in_a_browser(one_run_of_each_kind, tmp_path):
     try:
         driver.get(page.resolve().as_uri())
         sections = driver.find_elements(By.CSS_SELECTOR, "section.run")
-        assert len(sections) == 6 and all(s.is_displayed() for s in sections)
-        assert len(driver.find_elements(By.CSS_SELECTOR, "ol li a")) == 6
+        assert len(sections) == 7 and all(s.is_displayed() for s in sections)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "ol li a")) == 7
         assert _images_loaded(driver, 8, 50)
         assert _console_problems(driver) == []
     finally:

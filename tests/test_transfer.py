@@ -17,7 +17,7 @@ from dlapps.models import pretrained as P
 from dlapps.transfer import classifiers as C
 from dlapps.transfer.config import CompareConfig, TransferConfig
 from dlapps.transfer.experiment import run_compare, run_transfer, splits, stratified_subset
-from dlapps.transfer.features import cached_features
+from dlapps.data.features import cached_features
 from killing import comparable, killed_and_whole
 
 SIZE = 48  # EfficientNet-Lite0 input in these tests (fast; digits are 28x28 anyway)
@@ -85,7 +85,7 @@ def test_feature_cache_reuses_and_invalidates(lite0, digits, caplog):
     assert not cached_features(lite0, x2, "pool", "mnist5k", progress=False)[1]
     # a corrupted cache file is detected and rebuilt
     from dlapps.data.cache import cache_path
-    from dlapps.transfer.features import feature_key
+    from dlapps.data.features import feature_key
 
     path = cache_path("transfer-features", feature_key(lite0, "pool", "mnist5k", x))
     path.write_bytes(path.read_bytes()[:-200])

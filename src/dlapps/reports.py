@@ -22,7 +22,8 @@ from dlapps.runs import load_results
 AREAS: Registry[str] = Registry("kind of run")
 for _kind, _module in (("adapt", "dlapps.adapt.report"), ("transfer", "dlapps.transfer.report"),
                        ("explain", "dlapps.explain.report"), ("generate", "dlapps.generate.report"),
-                       ("semi", "dlapps.semi.report"), ("distill", "dlapps.distill.report")):
+                       ("semi", "dlapps.semi.report"), ("distill", "dlapps.distill.report"),
+                       ("ssl", "dlapps.ssl.report")):
     AREAS.register(_kind, _module)
 
 

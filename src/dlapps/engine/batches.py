@@ -117,3 +117,40 @@ def batched(fn, x: torch.Tensor, device: torch.device, batch_size: int = 1000) -
 def fixed_sample(n_total: int, k: int, seed: int = 0) -> torch.Tensor:
     """The same ``k`` indices for every method, so t-SNE plots compare like with like."""
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[: min(k, n_total)]
+
+
+class IndexedBatches:
+    """Per step: ``(x, idx)`` — ``batch_size`` images of one set and their indices in it (the
+    rows a method looks its own per-image state up with: DeepCluster's pseudo-labels).
+
+    An epoch is ``len(x) // batch_size`` steps. The draw is a fresh permutation per epoch
+    (seeded by (seed, epoch), like :class:`PairedBatches`), or, when ``weights()`` returns
+    per-row weights, rows drawn with replacement in proportion to them (DeepCluster samples
+    uniformly over its clusters). ``weights`` is read at the start of every epoch, so it may
+    change between epochs; it must be a function of state that a checkpoint restores.
+    """
+
+    def __init__(self, x: torch.Tensor, batch_size: int, seed: int,
+                 weights=None) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if batch_size > len(x):
+            raise ConfigError(f"batch size {batch_size} is larger than the training set ({len(x)} "
+                              f"images); use --batch-size {len(x)} or less")
+        self.x, self.batch_size, self.seed, self.weights = x, batch_size, seed, weights
+        self.steps_per_epoch = len(x) // batch_size
+
+    def to(self, device: torch.device) -> IndexedBatches:
+        return IndexedBatches(self.x.to(device), self.batch_size, self.seed, self.weights)
+
+    def epoch(self, epoch: int) -> Iterator[tuple]:
+        count = self.steps_per_epoch * self.batch_size
+        generator = epoch_generator(self.seed, epoch)
+        w = self.weights() if self.weights is not None else None
+        if w is None:
+            order = index_stream(len(self.x), count, generator)
+        else:
+            order = torch.multinomial(w.double().cpu(), count, replacement=True, generator=generator)
+        for step in range(self.steps_per_epoch):
+            sel = order[step * self.batch_size:(step + 1) * self.batch_size]
+            yield to_float(self.x[sel.to(self.x.device)]), sel.to(self.x.device)

@@ -8,6 +8,7 @@ sections of any mix of runs into one page.
 from dlapps.report.figures import COLORS, grid_image, pyplot, save_figure
 from dlapps.report.html import (
     embed_png,
+    fmt,
     html_table,
     markdown_table,
     page,
@@ -15,5 +16,5 @@ from dlapps.report.html import (
     write_page,
 )
 
-__all__ = ["COLORS", "embed_png", "grid_image", "html_table", "markdown_table", "page", "pyplot",
+__all__ = ["COLORS", "embed_png", "fmt", "grid_image", "html_table", "markdown_table", "page", "pyplot",
            "save_figure", "text_table", "write_page"]

@@ -69,3 +69,12 @@ def text_table(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def fmt(stat: dict | None, scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std`` of a statistic over seeds (in percent by default)."""
+    if not stat:
+        return "–"
+    if len(stat["values"]) == 1:
+        return f"{stat['mean'] * scale:.{digits}f}"
+    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"

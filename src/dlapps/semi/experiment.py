@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from dlapps.config import check_run_dir, config_dict, save_config
 from dlapps.data import Domain, load_domain
+from dlapps.data.subsets import balanced_subset
 from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
 from dlapps.engine.batches import batched, fixed_sample
 from dlapps.engine.device import environment
@@ -105,24 +106,6 @@ def load_data(config: SemiConfig) -> SemiData:
                               f"{len(domain.train_y)} training images")
         balanced_subset(domain.train_y, n, 0, missing)  # enough images in every class?
     return SemiData(domain, missing)
-
-
-def balanced_subset(y: torch.Tensor, n: int, seed: int, missing: int | None = None) -> torch.Tensor:
-    """Indices of ``n`` labelled images drawn class-balanced with ``seed``: n // k per class over
-    the k classes that get labels (all but ``missing``), the remainder one more each to the
-    first classes; sorted."""
-    classes = [c for c in range(int(y.max()) + 1) if c != missing]
-    generator = torch.Generator().manual_seed(10_007 + seed)
-    base, extra = divmod(n, len(classes))
-    chosen = []
-    for i, c in enumerate(classes):
-        where = (y == c).nonzero().squeeze(1)
-        k = base + (i < extra)
-        if k > len(where):
-            raise ConfigError(f"--labels {n} asks for {k} labels of class {c}, which has only "
-                              f"{len(where)} training images")
-        chosen.append(where[torch.randperm(len(where), generator=generator)[:k]])
-    return torch.cat(chosen).sort().values
 
 
 @dataclass

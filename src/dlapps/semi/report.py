@@ -21,7 +21,7 @@ import numpy as np
 
 from dlapps.engine.runlog import read_metrics
 from dlapps.io import safe_torch_load
-from dlapps.report import COLORS, embed_png, html_table, markdown_table, pyplot, save_figure, write_page
+from dlapps.report import COLORS, embed_png, fmt, html_table, markdown_table, pyplot, save_figure, write_page
 from dlapps.runs import load_results
 from dlapps.semi.experiment import cell_name
 from dlapps.semi.pseudo_label import PseudoLabel, alpha_ramp
@@ -29,15 +29,6 @@ from dlapps.semi.pseudo_label import PseudoLabel, alpha_ramp
 FIGURES = (("curves.png", "test accuracy and α(t) against epochs"),
            ("tsne.png", "t-SNE of the features during training (pseudo-labelling)"),
            ("per_class.png", "per-class test accuracy"))
-
-
-def fmt(stat: dict | None, scale: float = 100.0, digits: int = 2) -> str:
-    """``mean ± std`` of a statistic over seeds (in percent by default)."""
-    if not stat:
-        return "–"
-    if len(stat["values"]) == 1:
-        return f"{stat['mean'] * scale:.{digits}f}"
-    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
 
 def _cell_dirs(run_dir: Path, results: dict, method: str, labels: int) -> list[Path]:

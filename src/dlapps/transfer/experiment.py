@@ -38,7 +38,7 @@ from dlapps.models.pretrained import Backbone, parameter_table
 from dlapps.runs import write_results
 from dlapps.transfer.classifiers import CLASSIFIERS, Cell, Split, check_classes, prepared_backbone, timed
 from dlapps.transfer.config import CompareConfig, TransferConfig
-from dlapps.transfer.features import cached_features
+from dlapps.data.features import cached_features
 
 CELL = "cell.json"
 KIND = "transfer"
