@@ -39,6 +39,10 @@ SECTIONS = [
      "python bench/semi.py --scale fashion"),
     ("distill", "Knowledge distillation: response, feature and relation knowledge vs a student from scratch",
      "python bench/distill.py"),
+    ("ssl", "Self-supervised and unsupervised learning: what each encoder's features are worth",
+     "python bench/ssl_bench.py"),
+    ("ssl_longer", "Self-supervised learning with four times the budget",
+     "python bench/ssl_bench.py --epochs 20"),
 ]
 
 INTRO = """# Measured results

@@ -71,6 +71,21 @@ def test_linear_probe_separates_separable_features():
     assert linear_probe(f[:100], shuffled, f[100:], y[100:]) < 0.5
 
 
+def test_linear_probe_reaches_scikit_learns_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(1200) % 5
+    f = torch.randn(5, 16, generator=g)[y] + 1.5 * torch.randn(1200, 16, generator=g)  # overlapping classes
+    scaler = StandardScaler().fit(f[:800].numpy())
+    ref = LogisticRegression(C=0.5, max_iter=2000, tol=1e-8)
+    ref.fit(scaler.transform(f[:800].numpy()), y[:800].numpy())
+    expected = float((ref.predict(scaler.transform(f[800:].numpy())) == y[800:].numpy()).mean())
+    assert 0.5 < expected < 0.95  # a problem where the optimum matters
+    assert linear_probe(f[:800], y[:800], f[800:], y[800:], c=0.5) == pytest.approx(expected, abs=0.0051)
+
+
 def test_labels_reach_only_the_supervised_ceiling():
     from dlapps.ssl.experiment import build_method, load_data
 
@@ -123,8 +138,11 @@ def test_cli_end_to_end_writes_the_table_figures_report_and_loadable_encoders(sm
 
 
 def test_ssl_resumes_after_kills_with_the_numbers_of_an_uninterrupted_run(tmp_path):
-    args = ["ssl", *SMALL, "--methods", "deepcluster,simclr", "--epochs", "3", "--probe-labels", "10%",
-            "--finetune-labels", "10%"]
+    # the two methods with the most state between steps: DeepCluster's assignments and sampling
+    # weights, MoCo's queue and momentum encoder
+    args = ["ssl", "--data", "mnist5k", "--pretrain-images", "500", "--batch-size", "50", "--epochs", "3",
+            "--methods", "deepcluster,moco", "--probe-labels", "10%", "--finetune-labels", "10%",
+            "--finetune-steps", "20", "--no-tsne", "--workers", "1", "-q"]
     resumed, expected = killed_and_whole(args, tmp_path)
     assert comparable(resumed["runs"]) == comparable(expected["runs"])
 

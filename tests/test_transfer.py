@@ -12,12 +12,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dlapps.cli import app
+from dlapps.data.features import cached_features
 from dlapps.errors import CheckpointError, ConfigError, DataError, UnknownNameError
 from dlapps.models import pretrained as P
 from dlapps.transfer import classifiers as C
 from dlapps.transfer.config import CompareConfig, TransferConfig
 from dlapps.transfer.experiment import run_compare, run_transfer, splits, stratified_subset
-from dlapps.data.features import cached_features
 from killing import comparable, killed_and_whole
 
 SIZE = 48  # EfficientNet-Lite0 input in these tests (fast; digits are 28x28 anyway)

@@ -98,3 +98,29 @@ def check_run_dir(config: Any, run_dir: Path, ignore: tuple[str, ...] = ("device
         raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(differ)}); continue it "
                           f"with --config {path}, or give another --out")
     return True
+
+
+def check_methods(methods: list[str], seeds: list[int], registry) -> None:
+    """A run's method list names registered methods (did-you-mean otherwise), each once, and it
+    has at least one method and one seed."""
+    if not methods:
+        raise ConfigError("give at least one method")
+    for m in methods:
+        registry.check(m)
+    if len(set(methods)) != len(methods):
+        raise ConfigError(f"a method is listed twice: {', '.join(methods)}")
+    if not seeds:
+        raise ConfigError("give at least one seed")
+
+
+def check_method_options(method_options: Any, registry) -> None:
+    """``method_options`` maps registered method names to settings each method declares in its
+    ``options`` (a misspelt setting would otherwise be ignored without a word)."""
+    if not isinstance(method_options, dict) or not all(isinstance(v, dict) for v in method_options.values()):
+        raise ConfigError("method_options must map a method name to a dict of its settings")
+    for section, given in method_options.items():
+        declared = registry[section].options
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise ConfigError(f"unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)} for "
+                              f"method {section!r}; its settings: {', '.join(declared) or 'none'}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from dlapps.adapt.methods import METHODS, SUFFIX
+from dlapps.config import check_method_options as check_options
 from dlapps.config import config_dict, load_config
 from dlapps.engine.schedules import LAMBDA_SCHEDULES, LR_SCHEDULES
 from dlapps.errors import ConfigError, UnknownNameError
@@ -149,11 +150,7 @@ def check_method_options(section: str, given: dict[str, Any]) -> None:
     if section.endswith(SUFFIX):
         raise ConfigError(f"the settings of {section!r} go under {section[: -len(SUFFIX)]!r} and "
                           f"{SUFFIX[1:]!r}, each method its own")
-    declared = METHODS[section].options
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise ConfigError(f"unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)} for method "
-                          f"{section!r}; its settings: {', '.join(declared) or 'none'}")
+    check_options({section: given}, METHODS)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -18,7 +18,6 @@ numbers are those of the *last* epoch: no checkpoint is picked with target label
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -38,7 +37,7 @@ from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed
 from dlapps.engine import distributed as ddp
 from dlapps.engine.batches import batched, fixed_sample
 from dlapps.engine.device import environment
-from dlapps.engine.parallel import resolve_workers, run_parallel
+from dlapps.engine.parallel import run_cells
 from dlapps.engine.schedules import lr_schedule
 from dlapps.errors import ConfigError, DataError
 from dlapps.io import atomic_torch_save, atomic_write_json
@@ -254,15 +253,11 @@ def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None 
             save_config(config, run_dir / CONFIG)
     started = time.perf_counter()
     cells = [(method, seed) for method in config.methods for seed in config.seeds]
-    finals = {c: run_dir / cell_name(*c) / FINAL for c in cells}
-    done = {c: json.loads(f.read_text()) for c, f in finals.items() if f.is_file()}
-    todo = [c for c in cells if c not in done]
     # separate processes only for separate CPU cells; DDP and CUDA runs train cells in turn
-    workers = resolve_workers(workers, len(todo)) if dist.world == 1 and device.type == "cpu" else 1
-    jobs = [(config, pair, m, s, run_dir / cell_name(m, s), device, dist, progress and workers == 1)
-            for m, s in todo]
-    done.update(zip(todo, run_parallel(train_cell, jobs, workers, "cells", progress), strict=True))
-    runs = [done[c] for c in cells]
+    runs, workers = run_cells(
+        train_cell, cells, lambda c: run_dir / cell_name(*c) / FINAL,
+        lambda c, bar: (config, pair, *c, run_dir / cell_name(*c), device, dist, bar),
+        workers if dist.world == 1 and device.type == "cpu" else 1, progress)
     results = {
         "command": "run",
         "data": {"source": {"name": config.source, "train": len(pair.source.train_y),

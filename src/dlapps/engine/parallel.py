@@ -13,10 +13,12 @@ their own: a killed grid resumes cell by cell, whatever ran where.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,3 +96,25 @@ def run_parallel(
         finally:
             bar.close()
     return results
+
+
+def run_cells(
+    fn: Callable[..., dict],
+    cells: Sequence[Any],
+    final_file: Callable[[Any], Path],
+    job: Callable[[Any, bool], tuple],
+    workers: int | None = 1,
+    progress: bool = True,
+) -> tuple[list[dict], int]:
+    """Every cell's result, in the order of ``cells``, and the number of workers used.
+
+    A cell whose ``final_file(cell)`` exists finished in an earlier (killed) run and is read back;
+    the others run ``fn(*job(cell, show_bar))``, ``workers`` processes at a time (``show_bar``:
+    the cell may draw its own progress bar, i.e. it runs alone). Pass ``workers=1`` where cells
+    must run in turn (CUDA, DDP)."""
+    done = {c: json.loads(final_file(c).read_text()) for c in cells if final_file(c).is_file()}
+    todo = [c for c in cells if c not in done]
+    n = resolve_workers(workers, len(todo))
+    jobs = [job(c, progress and n == 1) for c in todo]
+    done.update(zip(todo, run_parallel(fn, jobs, n, "cells", progress), strict=True))
+    return [done[c] for c in cells], n

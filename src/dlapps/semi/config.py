@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from dlapps.config import check_method_options, check_methods
 from dlapps.engine.schedules import LR_SCHEDULES
 from dlapps.errors import ConfigError, UnknownNameError
 from dlapps.semi.methods import METHODS
@@ -53,14 +54,7 @@ class SemiConfig:
     log_every: int = 10
 
     def validate(self) -> SemiConfig:
-        if not self.methods:
-            raise ConfigError("give at least one method")
-        for m in self.methods:
-            METHODS.check(m)
-        if len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"a method is listed twice: {', '.join(self.methods)}")
-        if not self.seeds:
-            raise ConfigError("give at least one seed")
+        check_methods(self.methods, self.seeds, METHODS)
         if not self.labels:
             raise ConfigError("give --labels, the number of labelled images (e.g. 1000)")
         for n in self.labels:
@@ -81,14 +75,7 @@ class SemiConfig:
             raise ConfigError(f"--image-size must be at least 16, got {self.image_size}")
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"--channels must be 1 or 3, got {self.channels}")
-        if not isinstance(self.method_options, dict):
-            raise ConfigError("method_options must map a method name to a dict of its settings")
-        for section, given in self.method_options.items():
-            declared = METHODS[section].options
-            unknown = sorted(set(given) - set(declared))
-            if unknown:
-                raise ConfigError(f"unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)} for "
-                                  f"method {section!r}; its settings: {', '.join(declared) or 'none'}")
+        check_method_options(self.method_options, METHODS)
         return self
 
     def training_fingerprint(self, method: str, labels: int, seed: int) -> str:

@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from dlapps.config import check_method_options, check_methods
 from dlapps.engine.schedules import LR_SCHEDULES
 from dlapps.errors import ConfigError, UnknownNameError
 from dlapps.ssl.methods import METHODS
@@ -75,14 +76,7 @@ class SslConfig:
     log_every: int = 10
 
     def validate(self) -> SslConfig:
-        if not self.methods:
-            raise ConfigError("give at least one method")
-        for m in self.methods:
-            METHODS.check(m)
-        if len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"a method is listed twice: {', '.join(self.methods)}")
-        if not self.seeds:
-            raise ConfigError("give at least one seed")
+        check_methods(self.methods, self.seeds, METHODS)
         for name in ("epochs", "batch_size", "width", "knn_k", "finetune_steps", "epoch_eval"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -104,14 +98,7 @@ class SslConfig:
             raise ConfigError("give at least one --probe-labels amount, e.g. 1%,10%,100%")
         for spec in [*self.probe_labels, *self.finetune_labels]:
             label_count(spec, 10**12)  # the form; the amount is checked against the data later
-        if not isinstance(self.method_options, dict):
-            raise ConfigError("method_options must map a method name to a dict of its settings")
-        for section, given in self.method_options.items():
-            declared = METHODS[section].options
-            unknown = sorted(set(given) - set(declared))
-            if unknown:
-                raise ConfigError(f"unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)} for "
-                                  f"method {section!r}; its settings: {', '.join(declared) or 'none'}")
+        check_method_options(self.method_options, METHODS)
         return self
 
     def options_of(self, method: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from dlapps.data.subsets import balanced_subset
 from dlapps.engine import Labelled, Trainer, resolve_device, seed_everything
 from dlapps.engine.batches import IndexedBatches, fixed_sample
 from dlapps.engine.device import environment
-from dlapps.engine.parallel import resolve_workers, run_parallel
+from dlapps.engine.parallel import run_cells
 from dlapps.engine.schedules import lr_schedule
 from dlapps.errors import ConfigError, DataError
 from dlapps.io import atomic_torch_save, atomic_write_json, safe_torch_load
@@ -331,14 +331,10 @@ def run_ssl(config: SslConfig, out: Path | None = None, progress: bool = True, r
         save_config(config, run_dir / CONFIG)
     started = time.perf_counter()
     cells = [(m, s) for s in config.seeds for m in config.methods]
-    finals = {c: run_dir / cell_name(*c) / FINAL for c in cells}
-    done = {c: json.loads(f.read_text()) for c, f in finals.items() if f.is_file()}
-    todo = [c for c in cells if c not in done]
-    workers = resolve_workers(workers, len(todo)) if device.type == "cpu" else 1
-    jobs = [(config, data, m, s, run_dir / cell_name(m, s), device, progress and workers == 1)
-            for m, s in todo]
-    done.update(zip(todo, run_parallel(train_cell, jobs, workers, "cells", progress), strict=True))
-    runs = [done[c] for c in cells]
+    runs, workers = run_cells(
+        train_cell, cells, lambda c: run_dir / cell_name(*c) / FINAL,
+        lambda c, bar: (config, data, *c, run_dir / cell_name(*c), device, bar),
+        workers if device.type == "cpu" else 1, progress)
     d = data.domain
     results = {
         "data": {"name": config.data, "train": len(d.train_y), "test": len(d.test_y),

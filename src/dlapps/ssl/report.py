@@ -84,6 +84,12 @@ def _runs(results: dict, method: str) -> list[dict]:
     return [r for r in results["runs"] if r["method"] == method]
 
 
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def probe_figure(results: dict, path: Path) -> Path:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -120,6 +126,7 @@ def training_figure(results: dict, path: Path) -> Path | None:
         ax.set_title(method, fontsize=9)
         ax.set_ylim(0, 100)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(_integer_ticks())
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(trained):]:
         ax.axis("off")
@@ -143,7 +150,8 @@ def clustering_figure(results: dict, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for i, (label, points) in enumerate(curves):
         ax.plot(*zip(*points, strict=True), marker="o", label=label, color=COLORS[i % len(COLORS)])
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (the clustering used during it)")
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel("NMI")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

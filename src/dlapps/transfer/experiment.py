@@ -30,6 +30,7 @@ import torch
 from dlapps.config import check_run_dir, save_config
 from dlapps.data import load_domain
 from dlapps.data.domains import IMAGEFOLDER, Domain
+from dlapps.data.features import cached_features
 from dlapps.engine.device import environment, resolve_device
 from dlapps.engine.parallel import resolve_workers, run_parallel
 from dlapps.errors import ConfigError, DataError, UnknownNameError
@@ -38,7 +39,6 @@ from dlapps.models.pretrained import Backbone, parameter_table
 from dlapps.runs import write_results
 from dlapps.transfer.classifiers import CLASSIFIERS, Cell, Split, check_classes, prepared_backbone, timed
 from dlapps.transfer.config import CompareConfig, TransferConfig
-from dlapps.data.features import cached_features
 
 CELL = "cell.json"
 KIND = "transfer"

@@ -1,7 +1,7 @@
 """Self-supervised learning on the embedded default: every method over seeds, and the throughput
 of the contrastive step against a peer.
 
-    python bench/ssl.py [--seeds 0,1,2] [--out runs/bench-ssl] [--skip-runs]
+    python bench/ssl_bench.py [--seeds 0,1,2] [--out runs/bench-ssl] [--skip-runs]
 
 1. ``dlapps ssl`` exactly as shipped (Fashion-MNIST: 10,000 pretraining images, 5 epochs; random,
    rotation, simclr, deepcluster, supervised) for the first seed, timed end to end — the
@@ -10,6 +10,11 @@ of the contrastive step against a peer.
 2. The contrastive step's images/s: dlapps' SimCLR step (kornia views drawn on the whole batch,
    ``nt_xent``) against the same step fed the way lightly's and solo-learn's pipelines feed it
    (torchvision v2 transforms per image, lightly's ``NTXentLoss``), alternated on a warm network.
+
+    python bench/ssl_bench.py --epochs 20 [--seeds 0]
+
+trains the pretext and contrastive methods (and the random floor) four times longer instead, to
+see whether the ranking of the families changes with the budget; writes ssl_longer.{md,json}.
 
 Numbers are the last epoch's; mean ± std over seeds (population std); nothing is selected with
 test labels (the few settings chosen on test accuracy are listed in the output). Writes
@@ -138,8 +143,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-ssl"))
+    ap.add_argument("--epochs", type=int, default=None, help="a longer budget for a few methods")
+    ap.add_argument("--markdown-only", action="store_true",
+                    help="rewrite ssl.md from the ssl.json a finished bench wrote")
     args = ap.parse_args()
+    if args.markdown_only:  # the table again from the finished run directories, timings kept
+        data = json.loads((RESULTS / "ssl.json").read_text())
+        finished = sorted(args.out.glob("*-seed*/results.json"))
+        runs = [r for d in finished for r in json.loads(d.read_text())["runs"]]
+        data["methods"], data["table_rows"] = summarize(runs, list(METHODS.names()), data["seeds"])
+        (RESULTS / "ssl.json").write_text(json.dumps(data, indent=1))
+        return write_markdown(data)
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.epochs:
+        return longer(seeds, args.epochs, args.out / f"epochs{args.epochs}")
     default = SslConfig()
     everything = list(METHODS.names())
     others = [m for m in everything if m not in default.methods]
@@ -150,68 +167,106 @@ def main() -> None:
         runs += run(replace(default, methods=everything, seeds=seeds[1:], tsne=False),
                     args.out / "all-other-seeds")[0]["runs"]
     table, rows = summarize(runs, everything, seeds)
-    throughput = simclr_throughput()
+    deep = [r for r in runs if r["method"] == "deepcluster"]
+    nmi_curve = [float(np.mean([r["history"][e]["assign_nmi"] for r in deep]))
+                 for e in range(len(deep[0]["history"]))]
+    data = {"seeds": seeds, "methods": table, "table_rows": rows, "default_wall_seconds": default_wall,
+            "deepcluster_nmi_per_epoch": nmi_curve, "throughput": simclr_throughput(),
+            "chosen_on_test": CHOSEN_ON_TEST, "environment": first["environment"]}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ssl.json").write_text(json.dumps(data, indent=1))
+    write_markdown(data)
+
+
+def write_markdown(data: dict) -> None:
+    """bench/results/ssl.md from what the bench measured (ssl.json)."""
+    default, table, env = SslConfig(), data["methods"], data["environment"]
 
     def best(family: str) -> tuple[str, float]:
         cands = {m: np.mean(t["probe"]["100%"]) for m, t in table.items() if t["family"] == family}
         name = max(cands, key=cands.get)
         return name, cands[name]
 
+    def verdict(m: str) -> str:
+        gain = np.array(table[m]["probe_gain_over_random"]) * 100
+        word = "yes" if gain.mean() > 0 else "**no**"
+        noise = " (within one std over seeds)" if abs(gain.mean()) <= gain.std() else ""
+        return f"{m} {word} ({gain.mean():+.2f}){noise}"
+
     (bc, vc), (bp, vp) = best("contrastive"), best("pretext")
-    deep = [r for r in runs if r["method"] == "deepcluster"]
-    epochs = len(deep[0]["history"])
-    nmi_curve = [float(np.mean([r["history"][e]["assign_nmi"] for r in deep])) for e in range(epochs)]
-    beats_random = {m: bool(np.mean(t["probe_gain_over_random"]) > 0)
-                    for m, t in table.items() if m != "random"}
-    env = first["environment"]
     clust_rows = []
     for m in ("pixels", "random", "dac", "tl-vae", "deepcluster"):
-        t = table[m]
         for algo in ("kmeans", "fcm", "head"):
-            if algo in t:
-                s = t[algo]
+            if algo in table[m]:
+                s = table[m][algo]
                 clust_rows.append(f"| {m} | {algo} | {ms(s['nmi'], 1, 3)} | {ms(s['ari'], 1, 3)} | "
                                   f"{ms(s['acc'])} |")
-    ours, peer = np.median(throughput["dlapps_images_s"]), np.median(throughput["peer_images_s"])
+    tp = data["throughput"]
+    ours, peer = np.median(tp["dlapps_images_s"]), np.median(tp["peer_images_s"])
     md = "\n".join([
         f"Fashion-MNIST (Debian, offline): {default.pretrain_images:,} training images pretrain every "
         f"method without labels (supervised excepted), {default.epochs} epochs, batch {default.batch_size}, "
         f"Adam {default.lr} ({default.lr_schedule}; DeepCluster constant), one encoder for all (3 conv "
         f"stages, width {default.width}, 128-d pooled features); judged on the 10,000 test images. Seeds "
-        f"{seeds}; last epoch; mean ± std over seeds. {env.get('cpu', platform.processor())}, "
+        f"{data['seeds']}; last epoch; mean ± std over seeds. {env.get('cpu', platform.processor())}, "
         f"{env.get('threads', '')} threads, torch {env.get('torch', '')}. Chosen on test accuracy: "
-        + "; ".join(CHOSEN_ON_TEST) + ".",
+        + "; ".join(data["chosen_on_test"]) + ".",
         "",
         "| family | method | probe 1% | probe 10% | probe 100% | vs random (100%) | k-NN | fine-tune 1% | "
         "vs scratch | k-means NMI | k-means ACC | train s | seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *rows,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *data["table_rows"],
         "",
-        "Linear probe above random-init features (100% of the labels, mean over seeds): "
-        + ", ".join(f"{m} {'yes' if v else '**no**'}" for m, v in beats_random.items()) + ".",
+        "Linear probe above random-init features (100% of the labels, points, mean over seeds): "
+        + ", ".join(verdict(m) for m in table if m != "random") + ". `pixels` and `tl-vae` are "
+        "baselines (raw pixels; a 16-d VAE code of ImageNet features), not self-supervised encoders.",
         f"Best contrastive ({bc}, {vc * 100:.2f}) against best pretext task ({bp}, {vp * 100:.2f}): "
         f"{(vc - vp) * 100:+.2f} points.",
-        f"DeepCluster's NMI (its assignment of the pretraining set against the classes), per epoch, mean "
-        f"over seeds: {' → '.join(f'{v:.3f}' for v in nmi_curve)}.",
+        "DeepCluster's NMI (its assignment of the pretraining set against the classes), per epoch, mean "
+        f"over seeds: {' → '.join(f'{v:.3f}' for v in data['deepcluster_nmi_per_epoch'])}.",
         "",
         "Clustering against the true classes (test set; k-means / fuzzy c-means with k = 10 on each "
         "method's L2-normalised features; `head`: the method's own clusters):", "",
         "| features | clusters | NMI | ARI | ACC % |", "|---|---|---|---|---|", *clust_rows,
         "",
-        f"`dlapps ssl` with its defaults (one seed) took **{default_wall / 60:.1f} min** end to end on this "
-        f"machine (training, judging, t-SNE, report).",
-        f"SimCLR step (batch {throughput['batch']}, two views, {throughput['threads']} threads): dlapps "
-        f"{ours:.0f} images/s, per-image torchvision v2 views + {throughput['peer']} {peer:.0f} images/s "
-        f"({ours / peer:.1f}×; medians of {len(throughput['dlapps_images_s'])} alternated rounds).",
+        f"`dlapps ssl` with its defaults (one seed) took **{data['default_wall_seconds'] / 60:.1f} min** end "
+        f"to end on this machine (training, judging, t-SNE, report).",
+        f"SimCLR step (batch {tp['batch']}, two views, {tp['threads']} threads): dlapps "
+        f"{ours:.0f} images/s, per-image torchvision v2 views + {tp['peer']} {peer:.0f} images/s "
+        f"({ours / peer:.1f}×; medians of {len(tp['dlapps_images_s'])} alternated rounds).",
         "",
         f"Published, for scale ({PUBLISHED['source']}): "
         + ", ".join(f"{m} {v * 100:.2f}" for m, v in PUBLISHED["cifar10_linear_acc"].items()) + ".",
     ]) + "\n"
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ssl.md").write_text(md)
-    (RESULTS / "ssl.json").write_text(json.dumps({
-        "seeds": seeds, "methods": table, "default_wall_seconds": default_wall,
-        "deepcluster_nmi_per_epoch": nmi_curve, "throughput": throughput,
-        "chosen_on_test": CHOSEN_ON_TEST, "environment": env}, indent=1))
+    print(md)
+
+
+def longer(seeds: list[int], epochs: int, out: Path) -> None:
+    methods = ["random", "rotation", "inpainting-ae", "simclr", "moco"]
+    config = SslConfig(methods=methods, epochs=epochs, seeds=seeds, tsne=False)
+    results, wall = run(config, out)
+    rows, table = [], {}
+    rand = {r["seed"]: r["probe"]["100%"] for r in results["runs"] if r["method"] == "random"}
+    for m in methods:
+        cells = [r for r in results["runs"] if r["method"] == m]
+        probe = [c["probe"]["100%"] for c in cells]
+        gain = [c["probe"]["100%"] - rand[c["seed"]] for c in cells]
+        t = table[m] = {"probe_100": probe, "probe_1": [c["probe"]["1%"] for c in cells], "gain": gain,
+                        "knn": [c["knn_acc"] for c in cells],
+                        "train_seconds": [c["train_seconds"] for c in cells]}
+        rows.append(f"| {m} | {ms(t['probe_1'])} | {ms(probe)} | {'–' if m == 'random' else ms(gain)} | "
+                    f"{ms(t['knn'])} | {np.mean(t['train_seconds']):.0f} |")
+    env = results["environment"]
+    md = "\n".join([
+        f"The same protocol as above with **{epochs} epochs** instead of {SslConfig().epochs} "
+        f"(seeds {seeds}; "
+        f"{env.get('cpu', platform.processor())}; {wall / 60:.1f} min in all):", "",
+        "| method | probe 1% | probe 100% | vs random (100%) | k-NN | train s |", "|---|---|---|---|---|---|",
+        *rows]) + "\n"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ssl_longer.md").write_text(md)
+    (RESULTS / "ssl_longer.json").write_text(json.dumps({"epochs": epochs, "seeds": seeds, "methods": table,
+                                                         "environment": env}, indent=1))
     print(md)
 
 
