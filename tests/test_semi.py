@@ -126,7 +126,7 @@ def test_a_few_labels_train_a_classifier_well_above_chance(mnist, tmp_path):
 
 @pytest.mark.slow
 def test_semi_resumes_after_kills_with_the_numbers_of_an_uninterrupted_run(tmp_path):
-    args = ["semi", "--labels", "100", "--methods", "pseudo-label,fixmatch", "--epochs", "3",
+    args = ["semi", "--labels", "100", "--methods", "pseudo-label,fixmatch", "--epochs", "2",
             "--unlabelled-batch", "192", "--option", "pseudo-label.t1=0", "--option", "pseudo-label.t2=0.3",
             "--workers", "1", "-q"]
     resumed, expected = killed_and_whole(args, tmp_path)

@@ -140,7 +140,7 @@ def test_cli_end_to_end_writes_the_table_figures_report_and_loadable_encoders(sm
 def test_ssl_resumes_after_kills_with_the_numbers_of_an_uninterrupted_run(tmp_path):
     # the two methods with the most state between steps: DeepCluster's assignments and sampling
     # weights, MoCo's queue and momentum encoder
-    args = ["ssl", "--data", "mnist5k", "--pretrain-images", "500", "--batch-size", "50", "--epochs", "3",
+    args = ["ssl", "--data", "mnist5k", "--pretrain-images", "500", "--batch-size", "50", "--epochs", "2",
             "--methods", "deepcluster,moco", "--probe-labels", "10%", "--finetune-labels", "10%",
             "--finetune-steps", "20", "--no-tsne", "--workers", "1", "-q"]
     resumed, expected = killed_and_whole(args, tmp_path)

@@ -215,7 +215,7 @@ def test_deepcluster_forward_trains_the_encoder():
     torch.manual_seed(0)
     n = 24
     m = deepcluster(n, clusters=4)
-    assert m.k == 4 and deepcluster(200).k == 100  # default: 10 × classes
+    assert m.k == 4 and deepcluster(200).k == 30  # default: 3 × classes
     with pytest.raises(RuntimeError, match="refresh"):
         m(torch.rand(4, 1, 28, 28), torch.arange(4), 0.0)
     images = torch.rand(n, 1, 28, 28)
@@ -237,7 +237,7 @@ def test_deepcluster_rejects_bad_settings():
             DeepCluster.check({**defaults, **bad}, 28)
     DeepCluster.check(defaults, 28)
     with pytest.raises(ConfigError, match="exceeds"):
-        deepcluster(50)  # 100 clusters for 50 images
+        deepcluster(20)  # 30 clusters for 20 images
 
 
 # ---------------------------------------------------------------- DAC
