@@ -219,3 +219,20 @@ def test_checkpoint_of_the_old_layout_resumes(digits_pair, tmp_path):
     resumed.fit()
     pa, pb = _params(full), _params(resumed)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def test_eval_mode_restores_the_previous_mode_even_when_the_block_raises():
+    from dlapps.engine.batches import eval_mode
+
+    net = torch.nn.Sequential(torch.nn.BatchNorm1d(2), torch.nn.Dropout(0.5))
+    with eval_mode(net):
+        assert not net.training and not net[0].training
+    assert net.training and net[1].training
+    net.eval()
+    with eval_mode(net):
+        pass
+    assert not net.training  # a module in eval mode stays there
+    net.train()
+    with pytest.raises(RuntimeError), eval_mode(net):
+        raise RuntimeError("boom")
+    assert net.training

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from dlapps.data.augment import random_translate
+from dlapps.engine.batches import eval_mode
 from dlapps.errors import ConfigError
 
 
@@ -58,16 +59,13 @@ def last_linear(net: nn.Module, shape: tuple[int, int, int], what: str = "networ
     called: list[nn.Linear] = []
     handles = [m.register_forward_hook(lambda m, i, o: called.append(m))
                for m in net.modules() if isinstance(m, nn.Linear)]
-    was = net.training
     try:
-        net.eval()
-        device = next((p.device for p in net.parameters()), torch.device("cpu"))
-        with torch.no_grad():
+        with eval_mode(net), torch.no_grad():
+            device = next((p.device for p in net.parameters()), torch.device("cpu"))
             net(torch.zeros(2, *shape, device=device))
     finally:
         for h in handles:
             h.remove()
-        net.train(was)
     if not called:
         raise ConfigError(f"the feature and relation kinds read the input of the {what}'s last nn.Linear, "
                           f"but it calls none (e.g. a convolutional head); use --kinds response")

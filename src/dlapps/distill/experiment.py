@@ -47,7 +47,7 @@ from dlapps.distill.config import (
 )
 from dlapps.distill.kinds import KINDS, SCRATCH
 from dlapps.distill.scratch import Scratch
-from dlapps.engine.batches import Labelled, PairedBatches, batched, to_float
+from dlapps.engine.batches import Labelled, PairedBatches, batched, eval_mode, to_float
 from dlapps.engine.device import resolve_device
 from dlapps.engine.parallel import resolve_workers, run_parallel
 from dlapps.engine.schedules import cosine
@@ -128,12 +128,9 @@ def _file_hash(path: Path) -> str:
 @torch.no_grad()
 def predict(net: nn.Module, x: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
     """Class predictions (argmax of the logits) for uint8 or [0, 1] images, in eval mode."""
-    was = net.training
-    net.eval()
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
-    out = batched(net, x, device, batch).argmax(1)
-    net.train(was)
-    return out
+    with eval_mode(net):
+        return batched(net, x, device, batch).argmax(1)
 
 
 @torch.no_grad()

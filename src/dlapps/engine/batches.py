@@ -10,6 +10,7 @@ DistributedDataParallel every rank draws the same global batch and keeps its own
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -105,6 +106,18 @@ class PairedBatches:
             if not self.target_labels:
                 batch[3] = None
             yield tuple(batch)
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``with eval_mode(net):`` the module in eval mode inside (batch norm's running statistics,
+    no dropout), back in the mode it was in afterwards — also when the block raises."""
+    was = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was)
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from dlapps.config import load_config, save_config
-from dlapps.engine.batches import Labelled, PairedBatches
+from dlapps.engine.batches import Labelled, PairedBatches, eval_mode
 from dlapps.engine.checkpoint import load_checkpoint
 from dlapps.engine.seeding import seed_everything
 from dlapps.engine.trainer import Step, Trainer
@@ -100,10 +100,8 @@ def sample_grid(g: Generator, z: torch.Tensor, y: torch.Tensor | None,
     """G's images for (z, y) tiled into one uint8 HxW(xC) image, ``columns`` per row."""
     from dlapps.report import grid_image
 
-    was = g.training
-    g.eval()
-    x = to_uint8(g(z, y)).numpy()
-    g.train(was)
+    with eval_mode(g):
+        x = to_uint8(g(z, y)).numpy()
     return grid_image(x, rows=-(-len(x) // columns))
 
 

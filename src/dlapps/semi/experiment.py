@@ -33,7 +33,7 @@ from dlapps.config import check_run_dir, config_dict, save_config
 from dlapps.data import Domain, load_domain
 from dlapps.data.subsets import balanced_subset
 from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
-from dlapps.engine.batches import batched, fixed_sample
+from dlapps.engine.batches import batched, eval_mode, fixed_sample
 from dlapps.engine.device import environment
 from dlapps.engine.parallel import run_cells
 from dlapps.engine.schedules import lr_schedule
@@ -194,12 +194,10 @@ def train_cell(config: SemiConfig, data: SemiData, method_name: str, labels: int
 
     def epoch_end(epoch: int, m) -> None:
         if epoch in snapshots:
-            was = m.training
-            m.eval()
-            feats_l = batched(m.embed, split.labelled.x[pick_l], device)
-            feats_u = batched(m.embed, unlabelled_x[pick_u], device)
-            pseudo = batched(m.predict, unlabelled_x[pick_u], device).argmax(1)
-            m.train(was)
+            with eval_mode(m):
+                feats_l = batched(m.embed, split.labelled.x[pick_l], device)
+                feats_u = batched(m.embed, unlabelled_x[pick_u], device)
+                pseudo = batched(m.predict, unlabelled_x[pick_u], device).argmax(1)
             atomic_torch_save({"epoch": epoch, "labelled": feats_l, "unlabelled": feats_u,
                                "pseudo": pseudo}, cell_dir / f"features-epoch{epoch}.pt")
 

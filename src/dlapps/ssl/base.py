@@ -51,10 +51,21 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dlapps.errors import ConfigError
 from dlapps.models.digits import Normalize
 
 #: the smallest image side the encoder reads (two 2×2 poolings leave 2×2)
 MIN_SIDE = 8
+
+
+def check_whole(method: str, key: str, value: Any, minimum: int, maximum: int | None = None,
+                unit: str = "", hint: str = "") -> None:
+    """One clear ConfigError line unless the option ``method.key`` is a whole number (an int, not
+    a bool) from ``minimum`` (to ``maximum``); ``unit`` names what it counts, ``hint`` follows."""
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f"≥ {minimum}"
+        raise ConfigError(f"{method}.{key} must be a whole number{unit} {bound}, got {value!r}{hint}")
 
 
 class Encoder(nn.Module):

@@ -24,7 +24,6 @@ epoch's, every setting fixed beforehand.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,9 +36,10 @@ from dlapps.config import check_run_dir, config_dict, save_config
 from dlapps.data import Domain, load_domain
 from dlapps.data.subsets import balanced_subset
 from dlapps.engine import Labelled, Trainer, resolve_device, seed_everything
-from dlapps.engine.batches import IndexedBatches, fixed_sample
+from dlapps.engine.batches import IndexedBatches, batched, eval_mode, fixed_sample
 from dlapps.engine.device import environment
 from dlapps.engine.parallel import run_cells
+from dlapps.engine.runlog import read_metrics
 from dlapps.engine.schedules import lr_schedule
 from dlapps.errors import ConfigError, DataError
 from dlapps.io import atomic_torch_save, atomic_write_json, safe_torch_load
@@ -112,28 +112,12 @@ def cell_name(method: str, seed: int) -> str:
     return f"{method}-seed{seed}"
 
 
-class _Evaluating:
-    """``with _Evaluating(module):`` eval mode inside, the previous mode after."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.module, self.was = module, module.training
-
-    def __enter__(self) -> torch.nn.Module:
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc) -> None:
-        self.module.train(self.was)
-
-
-def epoch_means(metrics_file: Path, key: str) -> dict[int, float]:
+def epoch_means(run_dir: Path, key: str) -> dict[int, float]:
     """Per epoch, the mean of a logged step quantity (e.g. ``pretext_acc``) over its log records."""
     sums: dict[int, list[float]] = {}
-    if metrics_file.is_file():
-        for line in metrics_file.read_text().splitlines():
-            rec = json.loads(line)
-            if rec.get("kind") == "step" and key in rec:
-                sums.setdefault(rec["epoch"], []).append(rec[key])
+    for rec in read_metrics(run_dir):
+        if rec.get("kind") == "step" and key in rec:
+            sums.setdefault(rec["epoch"], []).append(rec[key])
     return {e: float(np.mean(v)) for e, v in sorted(sums.items())}
 
 
@@ -152,7 +136,7 @@ def monitor(method: SslMethod, data: SslData, config: SslConfig, seed: int, devi
     d = data.domain
     pick = fixed_sample(len(d.test_y), config.epoch_eval, seed)
     vote = fixed_sample(len(data.pretrain), KNN_TRAIN, seed + 1)
-    with _Evaluating(method):
+    with eval_mode(method):
         test_f = method.features(d.test_x[pick], device)
         train_f = method.features(data.x[vote], device)
         record = {"knn_acc": knn_accuracy(train_f, data.y[vote], test_f, d.test_y[pick],
@@ -174,8 +158,6 @@ def monitor(method: SslMethod, data: SslData, config: SslConfig, seed: int, devi
 
 
 def batched_ids(method: SslMethod, images: torch.Tensor, device: torch.device) -> np.ndarray:
-    from dlapps.engine.batches import batched
-
     return batched(lambda x: method.cluster_ids(x).float(), images, device).long().numpy()
 
 
@@ -183,11 +165,10 @@ def pretrain(method: SslMethod, config: SslConfig, data: SslData, seed: int, cel
              device: torch.device, progress: bool) -> list[dict]:
     """Train the method on the pretraining set (continuing its checkpoint); the history."""
     refresh = getattr(method, "refresh", None)
-    method.to(device)
     optimizer = torch.optim.Adam(method.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def refresh_now(epoch: int) -> None:
-        with _Evaluating(method):
+        with eval_mode(method):
             feats = method.features(data.x, device)
         refresh(feats, epoch)
         for p in getattr(method, "refreshed_parameters", list)():
@@ -208,7 +189,7 @@ def pretrain(method: SslMethod, config: SslConfig, data: SslData, seed: int, cel
         device=device, amp=config.amp, fingerprint=config.training_fingerprint(method.name, seed),
         log_every=config.log_every, progress=progress, desc=cell_name(method.name, seed))
     history = trainer.fit()
-    pretext = epoch_means(cell_dir / "metrics.jsonl", "pretext_acc")
+    pretext = epoch_means(cell_dir, "pretext_acc")
     for record in history:
         record["pretext_acc"] = pretext.get(record["epoch"])
     return history
@@ -217,19 +198,20 @@ def pretrain(method: SslMethod, config: SslConfig, data: SslData, seed: int, cel
 def judge(method: SslMethod, config: SslConfig, data: SslData, seed: int, device: torch.device) -> dict:
     """Probe, k-NN, clustering and fine-tuning of the trained method's encoder."""
     d = data.domain
-    with _Evaluating(method):
+    with eval_mode(method):
         train_f = method.features(data.x, device)
         test_f = method.features(d.test_x, device)
     n = len(data.pretrain)
+    counts = {s: label_count(s, n) for s in config.probe_labels}
     probe = {}
-    for spec in config.probe_labels:
-        idx = labelled_subset(data.y, label_count(spec, n), seed)
+    for spec, count in counts.items():
+        idx = labelled_subset(data.y, count, seed)
         probe[spec] = linear_probe(train_f[idx], data.y[idx], test_f, d.test_y, config.probe_c, seed)
-    out = {"probe": probe, "probe_counts": {s: label_count(s, n) for s in config.probe_labels},
+    out = {"probe": probe, "probe_counts": counts,
            "knn_acc": knn_accuracy(train_f, data.y, test_f, d.test_y, config.knn_k, config.knn_temperature),
            "feature_dim": int(train_f.shape[1]), **cluster_features(test_f, d.test_y, seed)}
     if hasattr(method, "cluster_ids"):
-        with _Evaluating(method):
+        with eval_mode(method):
             out["head"] = clustering_scores(batched_ids(method, d.test_x, device), d.test_y.numpy())
     out["finetune"] = {}
     if method.finetunes:

@@ -58,8 +58,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlapps.errors import ConfigError
-from dlapps.ssl.base import Encoder, PretrainInfo, SslMethod
+from dlapps.ssl.base import Encoder, PretrainInfo, SslMethod, check_whole
 from dlapps.ssl.patch import grid_tiles, require_grid
 from dlapps.ssl.rotation import mlp_head
 
@@ -123,15 +122,11 @@ class Jigsaw(SslMethod):
 
     @classmethod
     def check(cls, options: dict[str, Any], size: int) -> None:
-        n, jitter, hidden = options.get("permutations"), options.get("jitter"), options.get("hidden")
-        if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_PERMUTATIONS:
-            raise ConfigError(f"jigsaw.permutations must be a whole number from 2 to {MAX_PERMUTATIONS}, "
-                              f"got {n!r}; e.g. --option jigsaw.permutations=64")
-        if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
-            raise ConfigError(f"jigsaw.jitter must be a whole number of pixels ≥ 0, got {jitter!r}")
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ConfigError(f"jigsaw.hidden must be a whole number ≥ 1, got {hidden!r}")
-        require_grid(cls.name, size, jitter, "jitter")
+        check_whole(cls.name, "permutations", options.get("permutations"), 2, MAX_PERMUTATIONS,
+                    hint="; e.g. --option jigsaw.permutations=64")
+        check_whole(cls.name, "jitter", options.get("jitter"), 0, unit=" of pixels")
+        check_whole(cls.name, "hidden", options.get("hidden"), 1)
+        require_grid(cls.name, size, options["jitter"], "jitter")
 
     def forward(self, x: torch.Tensor, idx: torch.Tensor, progress: float) -> dict[str, Any]:
         tiles = grid_tiles(x, self.jitter)  # (B, 9, C, t, t)

@@ -75,8 +75,8 @@ from torch import nn
 
 from dlapps.data.augment import contrastive_view
 from dlapps.errors import ConfigError
-from dlapps.ssl.base import Encoder, PretrainInfo, SslMethod
-from dlapps.ssl.simclr import check_positive_int, check_temperature, projection_head
+from dlapps.ssl.base import Encoder, PretrainInfo, SslMethod, check_whole
+from dlapps.ssl.simclr import check_temperature, projection_head
 
 
 class MoCo(SslMethod):
@@ -111,7 +111,7 @@ class MoCo(SslMethod):
         if not ok:
             raise ConfigError(f"moco.momentum must be in [0, 1), got {m}")
         for key in ("queue", "proj_dim", "bn_splits"):
-            check_positive_int(cls.name, key, options[key])
+            check_whole(cls.name, key, options[key], 1)
 
     def _pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.key_encoder, self.encoder), (self.key_head, self.head)]

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from dlapps.errors import ConfigError
-from dlapps.ssl.base import MIN_SIDE, Encoder, PretrainInfo, SslMethod
+from dlapps.ssl.base import MIN_SIDE, Encoder, PretrainInfo, SslMethod, check_whole
 from dlapps.ssl.rotation import mlp_head
 
 #: the 3×3 grid cells (raster order, 4 is the centre) of labels 0..7
@@ -108,12 +108,9 @@ class RelativePatch(SslMethod):
 
     @classmethod
     def check(cls, options: dict[str, Any], size: int) -> None:
-        gap, hidden = options.get("gap"), options.get("hidden")
-        if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
-            raise ConfigError(f"relative-patch.gap must be a whole number of pixels ≥ 0, got {gap!r}")
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ConfigError(f"relative-patch.hidden must be a whole number ≥ 1, got {hidden!r}")
-        require_grid(cls.name, size, gap, "gap")
+        check_whole(cls.name, "gap", options.get("gap"), 0, unit=" of pixels")
+        check_whole(cls.name, "hidden", options.get("hidden"), 1)
+        require_grid(cls.name, size, options["gap"], "gap")
 
     def forward(self, x: torch.Tensor, idx: torch.Tensor, progress: float) -> dict[str, Any]:
         centre, neighbour, label = sample_patches(x, self.gap)

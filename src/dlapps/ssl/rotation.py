@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlapps.errors import ConfigError
-from dlapps.ssl.base import MIN_SIDE, Encoder, PretrainInfo, SslMethod
+from dlapps.ssl.base import MIN_SIDE, Encoder, PretrainInfo, SslMethod, check_whole
 
 #: the number of classes of the pretext task: 0°, 90°, 180°, 270°
 ROTATIONS = 4
@@ -90,9 +90,7 @@ class Rotation(SslMethod):
         if not isinstance(options.get("all_rotations"), bool):
             raise ConfigError(f"rotation.all_rotations must be true or false, got "
                               f"{options.get('all_rotations')!r}; use --option rotation.all_rotations=true")
-        hidden = options.get("hidden")
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
-            raise ConfigError(f"rotation.hidden must be a whole number ≥ 0 (0: linear head), got {hidden!r}")
+        check_whole(cls.name, "hidden", options.get("hidden"), 0, hint=" (0: a linear head)")
         if size < MIN_SIDE:
             raise ConfigError(f"rotation needs images of side ≥ {MIN_SIDE}: got {size}; use --image-size 28")
 

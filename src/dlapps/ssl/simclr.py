@@ -40,7 +40,7 @@ from torch import nn
 
 from dlapps.data.augment import contrastive_view
 from dlapps.errors import ConfigError
-from dlapps.ssl.base import Encoder, PretrainInfo, SslMethod
+from dlapps.ssl.base import Encoder, PretrainInfo, SslMethod, check_whole
 
 
 def projection_head(dim: int, proj_dim: int) -> nn.Sequential:
@@ -56,12 +56,6 @@ def check_temperature(method: str, value: Any) -> None:
         ok = False
     if not ok:
         raise ConfigError(f"{method}.temperature must be > 0, got {value}")
-
-
-def check_positive_int(method: str, key: str, value: Any) -> None:
-    """ConfigError unless ``value`` is a whole number ≥ 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{method}.{key} must be a whole number ≥ 1, got {value!r}")
 
 
 def nt_xent_logits(z1: torch.Tensor, z2: torch.Tensor,
@@ -101,7 +95,7 @@ class SimCLR(SslMethod):
     @classmethod
     def check(cls, options: dict[str, Any], size: int) -> None:
         check_temperature(cls.name, options["temperature"])
-        check_positive_int(cls.name, "proj_dim", options["proj_dim"])
+        check_whole(cls.name, "proj_dim", options["proj_dim"], 1)
 
     def forward(self, x: torch.Tensor, idx: torch.Tensor, progress: float) -> dict[str, Any]:
         views = torch.cat([contrastive_view(x), contrastive_view(x)])

@@ -89,7 +89,7 @@ from torch import nn
 from dlapps.data.features import cached_features, images_digest
 from dlapps.errors import ConfigError
 from dlapps.models.pretrained import Backbone, Prepare, load_backbone
-from dlapps.ssl.base import Encoder, PretrainInfo, SslMethod
+from dlapps.ssl.base import Encoder, PretrainInfo, SslMethod, check_whole
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,7 @@ class TransferVAE(SslMethod):
     @classmethod
     def check(cls, options: dict[str, Any], size: int) -> None:
         for key in ("latent", "hidden", "input_size"):
-            value = options[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"tl-vae: {key} must be a positive whole number, got {value!r}")
+            check_whole(cls.name, key, options[key], 1)
         if options["input_size"] < MIN_INPUT:
             raise ConfigError(f"tl-vae: input_size must be at least {MIN_INPUT} pixels (EfficientNet-Lite0 "
                               f"downsamples 32×), got {options['input_size']}")
