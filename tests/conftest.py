@@ -147,3 +147,20 @@ def folder_pair(tmp_path_factory, digits_pair):
     source, target = digits_pair
     return (write_image_folder(root / "mnist", source, [0, 1, 2], (30, 10)),
             write_image_folder(root / "mnistm", target, [0, 1, 2], (30, 10)))
+
+
+@pytest.fixture(scope="session")
+def digit_folder(tmp_path_factory) -> Path:
+    """imagefolder:PATH with 40 training and 10 test mnist5k digits per class, as PNG files."""
+    from PIL import Image
+
+    from dlapps.generate.data import load_gan_data
+
+    mnist = load_gan_data("mnist5k", 32, 1)
+    root = tmp_path_factory.mktemp("digits")
+    for split, x, y, per_class in (("train", mnist.x, mnist.y, 40), ("test", mnist.test_x, mnist.test_y, 10)):
+        for c in range(10):
+            (root / split / str(c)).mkdir(parents=True)
+            for i, img in enumerate(x[y == c][:per_class]):
+                Image.fromarray(img[0].numpy()).save(root / split / str(c) / f"{i}.png")
+    return root

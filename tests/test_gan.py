@@ -296,20 +296,6 @@ def test_grid_parsing_and_cells():
 # --- command line ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digit_folder(mnist, tmp_path_factory):
-    """imagefolder:PATH with 40 training and 10 test digits per class, as PNG files."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("digits")
-    for split, x, y, per_class in (("train", mnist.x, mnist.y, 40), ("test", mnist.test_x, mnist.test_y, 10)):
-        for c in range(10):
-            (root / split / str(c)).mkdir(parents=True)
-            for i, img in enumerate(x[y == c][:per_class]):
-                Image.fromarray(img[0].numpy()).save(root / split / str(c) / f"{i}.png")
-    return root
-
-
 def test_cli_train_sample_interpolate_grid(tmp_path, digit_folder):
     runner = CliRunner()
     out = tmp_path / "run"
@@ -346,7 +332,7 @@ def test_cli_train_sample_interpolate_grid(tmp_path, digit_folder):
     r = runner.invoke(app, ["gan", "train", "--cdx", "--out", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "--conditional" in r.output
     r = runner.invoke(app, ["gan", "sample", str(tmp_path / "empty")])
-    assert r.exit_code == 2 and "no trained GAN" in r.output
+    assert r.exit_code == 2 and "no trained model" in r.output
     assert b"<img" in (tmp_path / "grid" / "report.html").read_bytes()
 
 

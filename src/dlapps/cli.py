@@ -1,6 +1,6 @@
 """The ``dlapps`` command line: it mounts each area's sub-app and nothing else.
 
-    dlapps adapt | transfer | explain | gan (= generate) | semi | distill | ssl | data  each area's commands
+    dlapps adapt | transfer | explain | generate (gan) | semi | distill | ssl | data  each area's commands
     dlapps report RUN_DIR... [--out index.html]                  one page over any mix of runs
 
 Each sub-app lives in its area (``dlapps.<area>.cli``) and is a thin wrapper over the area's
@@ -21,6 +21,7 @@ from dlapps.data.cli import app as data_app
 from dlapps.distill.cli import app as distill_app
 from dlapps.explain.cli import app as explain_app
 from dlapps.generate.cli import app as gan_app
+from dlapps.generate.cli import generate_app
 from dlapps.semi.cli import app as semi_app
 from dlapps.ssl.cli import app as ssl_app
 from dlapps.transfer.cli import app as transfer_app
@@ -34,7 +35,7 @@ app.add_typer(adapt_app, name="adapt")
 app.add_typer(transfer_app, name="transfer")
 app.add_typer(explain_app, name="explain")
 app.add_typer(gan_app, name="gan")
-app.add_typer(gan_app, name="generate", help="the same as `dlapps gan`")
+app.add_typer(generate_app, name="generate")
 app.add_typer(semi_app, name="semi")
 app.add_typer(distill_app, name="distill")
 app.add_typer(ssl_app, name="ssl")

@@ -1,10 +1,12 @@
-"""GANs: DCGAN and conditional DCGAN, their comparisons, and quality measured offline.
+"""Generative models side by side: DCGAN / cDCGAN, VAE / cVAE, DDPM / cDDPM, quality measured offline.
 
-config.py (GanConfig) · dcgan.py (G, D, init) · losses.py (D loss, non-saturating/minimax G
-loss) · gan.py (the GAN module the engine's Trainer steps: D then G) · data.py (domains in
-[-1, 1]) · metrics.py (classifier FID/KID/IS, label accuracy) · sampling.py (samples,
-lerp/slerp, class grid) · experiment.py (variants x seeds, resumable) · compare.py (the grid) ·
-report.py (curves, grids, the page) · cli.py (``dlapps gan``).
+config.py (GanConfig, VaeConfig, DdpmConfig) · dcgan.py (G, D, init) · losses.py (D loss,
+non-saturating/minimax G loss) · gan.py (the GAN module the engine's Trainer steps: D then G) ·
+vae.py (VAE, ELBO, IWAE) · ddpm.py (schedules, Algorithms 1/2, DDIM, guidance, the U-Net) ·
+models.py (the registry: each model's trainer, sampler, loader) · data.py (domains in [-1, 1]) ·
+metrics.py (classifier FID/KID/IS, label accuracy) · sampling.py (samples, lerp/slerp, class
+grid) · experiment.py (models x seeds, resumable) · compare.py (the GAN grid) · report.py
+(curves, grids, the spectrum, the page) · cli.py (``dlapps generate``, ``dlapps gan``).
 """
 
 import importlib
@@ -14,7 +16,9 @@ _EXPORTS = {"Discriminator": "dcgan", "Generator": "dcgan", "build_gan": "dcgan"
             "discriminator_loss": "losses", "generator_loss": "losses", "GanConfig": "config",
             "GAN": "gan", "gan_trainer": "gan", "load_generator": "gan",
             "run_default": "experiment", "run_train": "experiment", "run_variants": "experiment",
-            "run_compare": "compare"}
+            "run_compare": "compare", "VaeConfig": "config", "DdpmConfig": "config", "VAE": "vae",
+            "vae_trainer": "vae", "load_vae": "vae", "DDPM": "ddpm", "ddpm_trainer": "ddpm",
+            "load_ddpm": "ddpm", "run_models": "experiment", "MODELS": "models", "load_cell": "models"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -1,9 +1,13 @@
-"""``dlapps gan ...``: DCGAN and conditional DCGAN (thin wrappers over dlapps.generate).
+"""``dlapps generate`` and ``dlapps gan``: GANs, VAEs and DDPMs (thin wrappers over dlapps.generate).
 
-    dlapps gan                       DCGAN and cDCGAN on mnist5k, offline (the embedded default)
+    dlapps generate [--models dcgan,cdcgan,vae,cvae,ddpm,cddpm] [--data mnist5k] [--seeds 0,1,2]
+                    [--option ddpm.epochs=40 ...]   every model on the same data, one table
+    dlapps gan                       DCGAN and cDCGAN on mnist5k, offline (the GAN chapter's default)
     dlapps gan train [--data mnist5k] [--conditional] [--nz 100 --ngf 32 --ndf 32 --epochs 5]
     dlapps gan compare --grid ngf=8,32,128 nz=10,100,1000 loss=nonsat,minimax ...
     dlapps gan sample RUN_DIR [--class 7];  dlapps gan interpolate RUN_DIR [--slerp];  dlapps gan grid RUN_DIR
+    (every sub-command of ``dlapps gan`` is also one of ``dlapps generate``; sample, interpolate
+    and grid read any model's run: GAN, VAE or DDPM)
 
 Every command that trains takes --seeds, --out, --quiet, --workers, --device and --config (a
 config.json of a GAN run; given options override it), and resumes when run again with the same
@@ -22,6 +26,11 @@ from dlapps.cli_support import default_run_dir, parse_seeds, user_errors
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="DCGAN and conditional DCGAN: train, compare, sample, interpolate, class grid. "
                        "With no command: DCGAN and cDCGAN on mnist5k at the default budget, offline.")
+
+generate_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                           help="GANs, VAEs and DDPMs side by side on the same data, measured in one table. "
+                                "With no command: dcgan, cdcgan, vae, cvae, ddpm and cddpm on mnist5k "
+                                "at the default budget, offline. `dlapps gan`'s sub-commands work here too.")
 
 N_SAMPLES = typer.Option(5000, help="generated images the quality metrics use")
 
@@ -165,3 +174,36 @@ def interpolate(run_dir: Path = RUN_DIR, slerp: bool = typer.Option(False, "--sl
 def grid(run_dir: Path = RUN_DIR, seed: int = SEED, out: Path = opt.OUT) -> None:
     """Rows = class, columns = one shared z each (conditional G)."""
     _inspect("grid", run_dir, out, seed=seed)
+
+
+@generate_app.callback(invoke_without_command=True)
+@user_errors
+def generate_default(
+    ctx: typer.Context,
+    models: str = typer.Option(None, "--models", help="comma-separated: dcgan, cdcgan, vae, cvae, ddpm, "
+                               "cddpm; default all six"),
+    data: str = typer.Option("mnist5k", help="a dlapps domain (see `dlapps data list`) or folder:PATH"),
+    size: int = typer.Option(32, help="image side: 32 or 64"),
+    channels: int = typer.Option(1, help="1 (grey) or 3 (colour)"),
+    option: list[str] = typer.Option(None, "--option", help="a model's setting, MODEL.SETTING=VALUE "
+                                     "(repeat it), e.g. ddpm.epochs=40, cddpm.guidance=3, vae.beta=4"),
+    seeds: str = opt.SEEDS,
+    n_samples: int = typer.Option(1000, help="generated images per cell for the metrics"),
+    out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS, device: str = opt.DEVICE,
+) -> None:
+    """With no sub-command: every model on the same data, trained as parallel cells, one table."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dlapps.cli_support import csv_list, parse_method_options
+    from dlapps.engine.device import resolve_device
+    from dlapps.generate.experiment import run_models
+
+    dev = resolve_device(device)
+    out = out or default_run_dir("generate")
+    results = run_models(out, csv_list(models), parse_seeds(seeds), data=data, size=size, channels=channels,
+                         options=parse_method_options(option), n_samples=n_samples, progress=not quiet,
+                         workers=workers, device=dev)
+    _print(results, out)
+
+
+generate_app.registered_commands.extend(app.registered_commands)  # train, compare, sample, ...

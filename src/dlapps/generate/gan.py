@@ -120,8 +120,8 @@ def n_classes_of(config: GanConfig, data: GanData) -> int:
     """The classes G is conditioned on (0 for a DCGAN); refuses what ``data`` cannot train."""
     config.validate()
     if config.conditional and not data.labelled:
-        raise DataError(f"--conditional needs labelled data, but {data.name} has no class labels; "
-                        "train an unconditional DCGAN on it (drop --conditional)")
+        raise DataError(f"a conditional model needs labelled data, but {data.name} has no class labels; "
+                        "train an unconditional one on it (dcgan, vae, ddpm; or drop --conditional)")
     if len(data.x) < config.batch_size:
         raise ConfigError(f"batch size {config.batch_size} is larger than {data.name}'s "
                           f"{len(data.x)} training images")

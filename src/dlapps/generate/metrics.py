@@ -23,6 +23,7 @@ torch-fidelity), :func:`inception_fid` gives the standard FID, labelled as such.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,8 +210,10 @@ def quality(judge: Judge, real: torch.Tensor | Embedded, fake: torch.Tensor | Em
     features = Given(judge.classifier.feature_dim)
     fid = FrechetInceptionDistance(features)
     subset = min(kid_subset_size, len(real), len(fake))
-    kid = KernelInceptionDistance(features, subsets=kid_subsets, subset_size=subset)
-    score = InceptionScore(Given(k), splits=min(10, len(fake)))
+    with warnings.catch_warnings():  # "will save all extracted features": they are already in memory
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(features, subsets=kid_subsets, subset_size=subset)
+        score = InceptionScore(Given(k), splits=min(10, len(fake)))
     for metric in (fid, kid):
         metric.update(real.features, real=True)
         metric.update(fake.features, real=False)

@@ -19,37 +19,93 @@ from dlapps.engine.runlog import read_metrics
 from dlapps.report import embed_png, html_table, markdown_table, pyplot, save_figure, write_page
 from dlapps.runs import load_results
 
-CURVES = (("loss_d", "loss(D)"), ("loss_g", "loss(G)"), ("d_x", "D(x)"), ("d_g_z", "D(G(z))"))
+# What each family logs per step, drawn one panel per key (a GAN's four; the others' loss).
+CURVES = {"gan": (("loss_d", "loss(D)"), ("loss_g", "loss(G)"), ("d_x", "D(x)"), ("d_g_z", "D(G(z))")),
+          "vae": (("loss", "VAE: rec + β·KL (nats)"), ("kl", "VAE: KL (nats)")),
+          "ddpm": (("loss", "DDPM: ‖ε − ε_θ(x_t, t)‖²"),)}
+PROBABILITIES = ("d_x", "d_g_z")
 METRIC_COLUMNS = (("fid", "FID ↓"), ("kid", "KID ↓"), ("is", "IS ↑"), ("label_acc", "label acc ↑"),
-                  ("seconds_per_epoch", "s/epoch"))
+                  ("elbo", "test ELBO ↑"), ("iwae", "IWAE ↑"), ("params", "params"),
+                  ("train_seconds", "train s"), ("seconds_per_epoch", "s/epoch"),
+                  ("sample_seconds_per_1000", "s / 1000 samples"))
 # The figures a run directory may hold, with their captions, in the order the page shows them.
 GRID_FIGURES = (("figures/curves.png", "training curves (first seed)"),
-                ("figures/samples.png", "samples (first seed, fixed noise)"))
+                ("figures/samples.png", "samples (first seed, fixed noise)"),
+                ("figures/interpolations.png", "interpolation, slerp in z (DDPM: in x_T, DDIM)"),
+                ("figures/spectrum.png", "DDPM: the power spectrum of x_t against t, both schedules"))
 CELL_FIGURES = (("figures/samples.png", "samples (fixed noise, last epoch)"),
                 ("figures/curves.png", "training curves"),
                 ("figures/interpolation.png", "interpolation"),
                 ("figures/interpolation_slerp.png", "interpolation slerp"),
                 ("figures/class_grid.png", "class x shared z"),
-                ("figures/confusion.png", "confusion of G(z, y)"))
+                ("figures/confusion.png", "confusion of G(z, y)"),
+                ("figures/reconstruction.png", "VAE: binarised test images (top), reconstructions (bottom)"),
+                ("figures/trajectory.png", "DDPM: denoising trajectory x_T → x_0 (one row per sample)"))
 DPI = 100
 
 
+def _family(records: list[dict]) -> str:
+    keys = records[0] if records else {}
+    return "gan" if "loss_d" in keys else "vae" if "kl" in keys else "ddpm"
+
+
 def training_curves(cells: dict[str, Path], path: Path) -> Path:
-    """loss(D), loss(G), D(x) and D(G(z)) per iteration, one line per cell (label -> cell dir)."""
-    fig, axes = pyplot().subplots(1, 4, figsize=(16, 3.4))
-    for label, cell in cells.items():
-        recs = [r for r in read_metrics(cell) if r["kind"] == "step"]
-        steps = [r["step"] for r in recs]
-        for ax, (key, title) in zip(axes, CURVES, strict=True):
-            ax.plot(steps, [r[key] for r in recs], lw=0.8, label=label)
-            ax.set_title(title)
-    for ax in axes:
-        ax.set_xlabel("iteration")
+    """Per iteration, one panel per logged quantity (a GAN's loss(D), loss(G), D(x), D(G(z)); a
+    VAE's loss and KL; DDPM's loss), one line per cell (label -> cell dir)."""
+    logs = {label: [r for r in read_metrics(cell) if r["kind"] == "step"] for label, cell in cells.items()}
+    panels = list(dict.fromkeys((_family(recs), key, title) for recs in logs.values()
+                                for key, title in CURVES[_family(recs)]))
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = pyplot().subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (kind, key, title) in zip(axes.flat, panels, strict=False):
+        for label, recs in logs.items():
+            if _family(recs) == kind:
+                ax.plot([r["step"] for r in recs], [r[key] for r in recs], lw=0.8, label=label)
+        ax.set(title=title, xlabel="iteration")
         ax.grid(alpha=0.3)
-    for ax in axes[2:]:
-        ax.set_ylim(-0.02, 1.02)
-    if len(cells) > 1:
-        axes[0].legend(fontsize=7)
+        if key in PROBABILITIES:
+            ax.set_ylim(-0.02, 1.02)
+        elif kind != "gan":
+            ax.set_yscale("log")
+        if len(ax.lines) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=DPI)
+
+
+def spectrum_figure(x0, path: Path, timesteps: int = 1000, ts=(0, 50, 100, 200, 400, 700, 999)) -> Path:
+    """The lecture's Fourier view of the forward process: the radially averaged power spectrum of
+    x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε for several t, under the linear and the cosine schedule, and
+    ᾱ_t of both. Natural images' power falls with frequency while the noise's is flat, so the
+    noise drowns the high frequencies (detail) first and the low ones (content) last; the cosine
+    schedule destroys both more slowly early on."""
+    import torch
+
+    from dlapps.generate.ddpm import NoiseSchedule, betas, power_spectrum, q_sample
+
+    schedules = {name: NoiseSchedule(betas(name, timesteps)) for name in ("linear", "cosine")}
+    fig, axes = pyplot().subplots(1, 3, figsize=(14, 3.8))
+    colours = pyplot().cm.viridis(np.linspace(0, 1, len(ts)))
+    gen = torch.Generator().manual_seed(0)
+    eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
+    for ax, (name, schedule) in zip(axes[:2], schedules.items(), strict=True):
+        for t, colour in zip(ts, colours, strict=True):
+            xt = q_sample(x0, torch.full((len(x0),), t), eps, schedule)
+            freqs, power = power_spectrum(xt)
+            ax.loglog(freqs, power, color=colour, label=f"t = {t}")
+        freqs, power = power_spectrum(eps)
+        ax.loglog(freqs, power, "k--", lw=0.8, label="ε alone")
+        ax.set(title=f"{name} schedule: power of x_t", xlabel="spatial frequency (cycles/pixel)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    for name, schedule in schedules.items():
+        axes[2].plot(schedule.alpha_bars.numpy(), label=name)
+    axes[2].set(title="ᾱ_t (signal kept)", xlabel="t")
+    axes[2].legend()
+    axes[2].grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path, dpi=DPI)
 
