@@ -64,15 +64,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlapps.config import load_config, save_config
-from dlapps.engine.batches import Labelled, PairedBatches
-from dlapps.engine.checkpoint import load_checkpoint
-from dlapps.engine.seeding import seed_everything
 from dlapps.engine.trainer import Step, Trainer
-from dlapps.errors import ConfigError, DataError, UnknownNameError
+from dlapps.errors import ConfigError, UnknownNameError
 from dlapps.generate.config import DDPM_SAMPLERS, DDPM_SCHEDULES, DdpmConfig
 from dlapps.generate.data import GanData, to_uint8
-from dlapps.generate.gan import CONFIG, GRID_COLUMNS, n_classes_of, sample_grid, save_png
+from dlapps.generate.gan import GRID_COLUMNS, model_trainer, read_run
 
 COSINE_S = 0.008
 MAX_BETA = 0.999
@@ -391,45 +387,26 @@ def fixed_noise(config: DdpmConfig, n_classes: int) -> tuple[torch.Tensor, torch
 
 def ddpm_trainer(config: DdpmConfig, data: GanData, run_dir: Path, *, progress: bool = True,
                  device: torch.device | None = None, tensorboard: bool = True) -> Trainer:
-    """The engine's :class:`~dlapps.engine.Trainer` for one DDPM on ``data`` into ``run_dir``
-    (``fit()`` resumes from its checkpoint, EMA included; ``.module`` is the :class:`DDPM`).
+    """:func:`~dlapps.generate.gan.model_trainer` for one DDPM (the checkpoint holds the EMA too).
 
-    Seeded with ``config.seed`` before the U-Net is built. Per epoch ``config.json``, and on about
-    :data:`EPOCH_GRIDS` evenly spaced epochs (the last among them) a grid sampled from a fixed x_T
-    with :data:`EPOCH_GRID_STEPS` DDIM steps (``figures/epochs/epoch_XXX.png``): a grid of 100
-    samples at 50 steps would cost a third of a CPU epoch."""
-    n_classes = n_classes_of(config, data)
-    run_dir = Path(run_dir)
-    seed_everything(config.seed)
-    ddpm = DDPM(config, n_classes)
-    y = data.y if data.y is not None else torch.zeros(len(data.x), dtype=torch.int64)
-    batches = PairedBatches(Labelled(data.x, y), None, config.batch_size, config.seed)
-    z_fixed, y_fixed = fixed_noise(config, n_classes)
-
+    On about :data:`EPOCH_GRIDS` evenly spaced epochs (the last among them) a grid sampled from a
+    fixed x_T with :data:`EPOCH_GRID_STEPS` DDIM steps: a grid of 100 samples at 50 steps would
+    cost a third of a CPU epoch."""
     every = -(-config.epochs // EPOCH_GRIDS)
 
-    def epoch_end(epoch: int, module: DDPM) -> None:
-        if epoch % every == 0 or epoch == config.epochs:
-            g = module.generator(sampler="ddim", steps=min(EPOCH_GRID_STEPS, config.sample_steps))
-            path = run_dir / "figures" / "epochs" / f"epoch_{epoch:03d}.png"
-            save_png(sample_grid(g, z_fixed, y_fixed), path)
-        save_config(config, run_dir / CONFIG)
+    def grid_sampler(ddpm: DDPM, epoch: int) -> DdpmGenerator | None:
+        if epoch % every and epoch != config.epochs:
+            return None
+        return ddpm.generator(sampler="ddim", steps=min(EPOCH_GRID_STEPS, config.sample_steps))
 
-    return Trainer(ddpm, batches, ddpm.optimizers(config), None, config.epochs, run_dir,
-                   epoch_end=epoch_end, device=device, amp=False, fingerprint=config.fingerprint(),
-                   log_every=1, progress=progress, desc=run_dir.name, tensorboard=tensorboard)
+    return model_trainer(lambda n: DDPM(config, n), config, data, run_dir, grid_sampler, fixed_noise,
+                         progress=progress, device=device, tensorboard=tensorboard)
 
 
 def load_ddpm(run_dir: Path) -> tuple[DDPM, DdpmConfig, dict]:
     """The DDPM of a trained run (its ``config.json`` + ``checkpoint.pt``), in eval mode, on the CPU,
     with the config and the checkpoint."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).is_file():
-        raise DataError(f"{run_dir} holds no {CONFIG}: not a dlapps DDPM run")
-    config = load_config(DdpmConfig, run_dir / CONFIG)
-    state = load_checkpoint(run_dir, config.fingerprint())
-    if state is None:
-        raise DataError(f"{run_dir} holds no checkpoint.pt yet (the run has not finished an epoch)")
+    config, state = read_run(run_dir, DdpmConfig, "DDPM")
     weights = state["module"]
     classes = weights.get("net.unet.class_embedding.weight")
     ddpm = DDPM(config, 0 if classes is None else len(classes) - 1)

@@ -24,6 +24,7 @@ run gives. Per epoch :func:`gan_trainer` also writes a grid of G's samples from 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -131,42 +132,63 @@ def n_classes_of(config: GanConfig, data: GanData) -> int:
     return len(data.classes) if config.conditional else 0
 
 
-def gan_trainer(config: GanConfig, data: GanData, run_dir: Path, *, progress: bool = True,
-                device: torch.device | None = None, tensorboard: bool = True) -> Trainer:
-    """The engine's :class:`~dlapps.engine.Trainer` for one GAN on ``data`` into ``run_dir``
-    (``fit()`` resumes from its checkpoint; ``.module`` is the :class:`GAN`).
+def model_trainer(build: Callable[[int], nn.Module], config, data: GanData, run_dir: Path,
+                  sampler: Callable[[nn.Module, int], nn.Module | None], fixed: Callable, *,
+                  progress: bool = True, device: torch.device | None = None,
+                  tensorboard: bool = True) -> Trainer:
+    """The engine's :class:`~dlapps.engine.Trainer` for one generative model (GAN, VAE, DDPM) on
+    ``data`` into ``run_dir``; ``fit()`` resumes from its checkpoint, ``.module`` is the model.
 
-    Seeded with ``config.seed`` before G and D are built, so their initial weights, the batch
-    order and every z drawn are functions of the seed."""
+    The model is ``build(n_classes)`` once :func:`n_classes_of` accepted the data, built after
+    seeding with ``config.seed``: its initial weights, the batch order and every draw in training
+    are functions of the seed. Batches are ``(x in [0, 1], y, None, None)``. Per epoch the run's
+    ``config.json`` is written beside the checkpoint and, when ``sampler(model, epoch)`` gives a
+    G(z, y), the grid of its images of the fixed inputs ``fixed(config, n_classes)`` (rows =
+    classes for a conditional model) as ``figures/epochs/epoch_XXX.png``."""
     n_classes = n_classes_of(config, data)
     run_dir = Path(run_dir)
     seed_everything(config.seed)
-    gan = GAN(config, n_classes)
+    model = build(n_classes)
     y = data.y if data.y is not None else torch.zeros(len(data.x), dtype=torch.int64)
     batches = PairedBatches(Labelled(data.x, y), None, config.batch_size, config.seed)
-    z_fixed, y_fixed = fixed_inputs(config, n_classes)
+    z_fixed, y_fixed = fixed(config, n_classes)
 
-    def epoch_end(epoch: int, module: GAN) -> None:
-        dev = next(module.g.parameters()).device
-        grid = sample_grid(module.g, z_fixed.to(dev), None if y_fixed is None else y_fixed.to(dev))
-        save_png(grid, run_dir / "figures" / "epochs" / f"epoch_{epoch:03d}.png")
-        save_config(config, run_dir / CONFIG)  # beside the checkpoint it describes
+    def epoch_end(epoch: int, module: nn.Module) -> None:
+        g = sampler(module, epoch)
+        if g is not None:
+            dev = next(g.parameters()).device
+            grid = sample_grid(g, z_fixed.to(dev), None if y_fixed is None else y_fixed.to(dev))
+            save_png(grid, run_dir / "figures" / "epochs" / f"epoch_{epoch:03d}.png")
+        save_config(config, run_dir / CONFIG)
 
-    return Trainer(gan, batches, gan.optimizers(config), None, config.epochs, run_dir,
+    return Trainer(model, batches, model.optimizers(config), None, config.epochs, run_dir,
                    epoch_end=epoch_end, device=device, amp=False, fingerprint=config.fingerprint(),
                    log_every=1, progress=progress, desc=run_dir.name, tensorboard=tensorboard)
+
+
+def gan_trainer(config: GanConfig, data: GanData, run_dir: Path, *, progress: bool = True,
+                device: torch.device | None = None, tensorboard: bool = True) -> Trainer:
+    """:func:`model_trainer` for one GAN (per epoch: G's grid)."""
+    return model_trainer(lambda n: GAN(config, n), config, data, run_dir, lambda gan, _: gan.g, fixed_inputs,
+                         progress=progress, device=device, tensorboard=tensorboard)
+
+
+def read_run(run_dir: Path, cls: type, what: str) -> tuple:
+    """The config (a ``cls``) and the checkpoint of a trained cell; one line when either is missing."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise DataError(f"{run_dir} holds no {CONFIG}: not a dlapps {what} run")
+    config = load_config(cls, run_dir / CONFIG)
+    state = load_checkpoint(run_dir, config.fingerprint())
+    if state is None:
+        raise DataError(f"{run_dir} holds no checkpoint.pt yet (the run has not finished an epoch)")
+    return config, state
 
 
 def load_generator(run_dir: Path) -> tuple[Generator, Discriminator, GanConfig, dict]:
     """G and D of a trained cell (its ``config.json`` + ``checkpoint.pt``), in eval mode, on the
     CPU, with the config and the checkpoint."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).is_file():
-        raise DataError(f"{run_dir} holds no {CONFIG}: not a dlapps GAN run")
-    config = load_config(GanConfig, run_dir / CONFIG)
-    state = load_checkpoint(run_dir, config.fingerprint())
-    if state is None:
-        raise DataError(f"{run_dir} holds no checkpoint.pt yet (the run has not finished an epoch)")
+    config, state = read_run(run_dir, GanConfig, "GAN")
     weights = state["module"]
     if isinstance(weights.get("g"), dict):  # written by dlapps 0.2's own GAN loop
         weights = {f"{net}.{k}": v for net in ("g", "d") for k, v in weights[net].items()}

@@ -54,15 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlapps.config import load_config, save_config
-from dlapps.engine.batches import Labelled, PairedBatches, eval_mode, to_float
-from dlapps.engine.checkpoint import load_checkpoint
-from dlapps.engine.seeding import seed_everything
+from dlapps.engine.batches import eval_mode, to_float
 from dlapps.engine.trainer import Step, Trainer
-from dlapps.errors import ConfigError, DataError
+from dlapps.errors import ConfigError
 from dlapps.generate.config import VaeConfig
 from dlapps.generate.data import GanData, to_uint8
-from dlapps.generate.gan import CONFIG, fixed_inputs, n_classes_of, sample_grid, save_png
+from dlapps.generate.gan import fixed_inputs, model_trainer, read_run
 
 IWAE_BATCH = 2048  # (image, z) pairs per decoder pass at 32x32 (peak ~310 MB at width 32); 1/4 at 64x64
 
@@ -280,41 +277,16 @@ def reconstruction_grid(vae: VAE, x01: torch.Tensor, y: torch.Tensor | None = No
 
 def vae_trainer(config: VaeConfig, data: GanData, run_dir: Path, *, progress: bool = True,
                 device: torch.device | None = None, tensorboard: bool = True) -> Trainer:
-    """The engine's :class:`~dlapps.engine.Trainer` for one VAE on ``data`` into ``run_dir``
-    (``fit()`` resumes from its checkpoint; ``.module`` is the :class:`VAE`).
-
-    Seeded with ``config.seed`` before the VAE is built, so its initial weights, the batch order,
-    every binarisation and every ε are functions of the seed. Per epoch: a grid of samples from a
-    fixed noise (rows = classes when conditional) and ``config.json``."""
-    n_classes = n_classes_of(config, data)  # labels for a conditional VAE, the batch fits the data
-    run_dir = Path(run_dir)
-    seed_everything(config.seed)
-    vae = VAE(config, n_classes)
-    y = data.y if data.y is not None else torch.zeros(len(data.x), dtype=torch.int64)
-    batches = PairedBatches(Labelled(data.x, y), None, config.batch_size, config.seed)
-    z_fixed, y_fixed = fixed_inputs(config, n_classes)
-
-    def epoch_end(epoch: int, module: VAE) -> None:
-        dev = next(module.parameters()).device
-        grid = sample_grid(module.generator(), z_fixed.to(dev), None if y_fixed is None else y_fixed.to(dev))
-        save_png(grid, run_dir / "figures" / "epochs" / f"epoch_{epoch:03d}.png")
-        save_config(config, run_dir / CONFIG)  # beside the checkpoint it describes
-
-    return Trainer(vae, batches, vae.optimizers(config), None, config.epochs, run_dir,
-                   epoch_end=epoch_end, device=device, amp=False, fingerprint=config.fingerprint(),
-                   log_every=1, progress=progress, desc=run_dir.name, tensorboard=tensorboard)
+    """:func:`~dlapps.generate.gan.model_trainer` for one VAE: every binarisation and every ε is a
+    function of the seed; per epoch a grid of the decoder's samples of a fixed noise."""
+    return model_trainer(lambda n: VAE(config, n), config, data, run_dir, lambda vae, _: vae.generator(),
+                         fixed_inputs, progress=progress, device=device, tensorboard=tensorboard)
 
 
 def load_vae(run_dir: Path) -> tuple[VAE, VaeConfig, dict]:
     """The VAE of a trained run (its ``config.json`` + ``checkpoint.pt``), in eval mode, on the
     CPU, with the config and the checkpoint."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).is_file():
-        raise DataError(f"{run_dir} holds no {CONFIG}: not a dlapps VAE run")
-    config = load_config(VaeConfig, run_dir / CONFIG)
-    state = load_checkpoint(run_dir, config.fingerprint())
-    if state is None:
-        raise DataError(f"{run_dir} holds no checkpoint.pt yet (the run has not finished an epoch)")
+    config, state = read_run(run_dir, VaeConfig, "VAE")
     weights = state["module"]
     n_classes = weights["decoder.net.0.weight"].shape[1] - config.nz  # the decoder reads [z, onehot(y)]
     vae = VAE(config, n_classes)
