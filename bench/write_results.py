@@ -33,6 +33,8 @@ SECTIONS = [
     ("explain", "Network visualisation: saliency faithfulness, attacks, class visualisation",
      "python bench/explain_bench.py"),
     ("gan", "GANs: DCGAN and cDCGAN quality, offline metrics", "python bench/gan_bench.py"),
+    ("generate", "Generative models side by side: DCGAN, VAE, DDPM and their conditional forms",
+     "python bench/generate_bench.py --cli-wall"),
     ("semi", "Semi-supervised learning: pseudo-labelling as the lecture runs it, mean teacher, FixMatch",
      "python bench/semi.py"),
     ("semi_fashion", "Semi-supervised learning at the lecture's scale (Fashion-MNIST, 59,000 unlabelled)",

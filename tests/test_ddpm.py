@@ -160,7 +160,8 @@ def test_ddim_timesteps_and_steps_equal_diffusers():
             ref.set_timesteps(30)
             for t, t_prev in ((ts[0], ts[1]), (ts[15], ts[16]), (ts[-1], -1)):
                 for eta in (0.0, 0.5, 1.0):
-                    expected = ref.step(eps, t, x_t, eta=eta, generator=_gen(3)).prev_sample
+                    expected = ref.step(eps, t, x_t, eta=eta, generator=_gen(3),
+                                        use_clipped_model_output=clip).prev_sample
                     got = ddim_step(eps, x_t, t, t_prev, ours, eta, _randn(*x_t.shape, seed=3), clip=clip)
                     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), (schedule, t, eta, clip)
     # η = 1 over a single step is Algorithm 2
@@ -172,7 +173,8 @@ def test_ddim_timesteps_and_steps_equal_diffusers():
 
 def test_whole_sampling_loops_equal_diffusers_pipelines(tiny_net):
     """DDIM (10 of 50 steps) and ancestral sampling (all 50) from the same x_T and the same noise
-    stream, with diffusers' schedulers (x̂_0 clipped, their default and ours) driving the same ε-net."""
+    stream, with diffusers' schedulers (x̂_0 clipped; for DDIM with ε recomputed from it) driving the
+    same ε-net."""
     T, y = 50, torch.tensor([0, 1, 2, 0])
     s = NoiseSchedule(betas("linear", T))
     x_T = _randn(4, 1, 8, 8, seed=5)
@@ -181,7 +183,7 @@ def test_whole_sampling_loops_equal_diffusers_pipelines(tiny_net):
         ddim.set_timesteps(10)
         x = x_T
         for t in ddim.timesteps:
-            x = ddim.step(tiny_net(x, t.expand(4), y), t, x).prev_sample
+            x = ddim.step(tiny_net(x, t.expand(4), y), t, x, use_clipped_model_output=True).prev_sample
         ours = sample(tiny_net, x_T.shape, s, y=y, sampler="ddim", steps=10, x_T=x_T)
         assert torch.allclose(ours, x.clamp(-1, 1), atol=1e-4)
         ddpm, g = DDPMScheduler(T, clip_sample=True, variance_type="fixed_small"), _gen(9)

@@ -183,10 +183,18 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
 
 def ddim_step(eps: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int, schedule: NoiseSchedule,
               eta: float = 0.0, noise: torch.Tensor | None = None, clip: bool = False) -> torch.Tensor:
-    """x_{t′} = √ᾱ_{t′} x̂_0 + √(1 − ᾱ_{t′} − σ²) ε + σ z (ᾱ = 1 for t′ < 0; x̂_0 clipped to [-1, 1]
-    when ``clip``); z from the global RNG when η > 0 and no ``noise`` is given."""
+    """x_{t′} = √ᾱ_{t′} x̂_0 + √(1 − ᾱ_{t′} − σ²) ε + σ z (ᾱ = 1 for t′ < 0); z from the global RNG
+    when η > 0 and no ``noise`` is given.
+
+    ``clip``: x̂_0 clipped to [-1, 1] *and* ε recomputed from it, ε = (x_t − √ᾱ_t x̂_0)/√(1 − ᾱ_t)
+    (diffusers' ``use_clipped_model_output=True``), so that the two stay one consistent
+    prediction. Clipping x̂_0 alone (diffusers' default) lets them disagree: with guidance the
+    samples drift to fat strokes as steps are added (measured: the judge read 21% of a cDDPM's
+    labels at 50 steps, 88% at 10, 100% with ε recomputed at either)."""
     ab, ab_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
     x0 = predict_x0(eps, x_t, ab, clip)
+    if clip:
+        eps = (x_t - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
     sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
     x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
     if sigma > 0:

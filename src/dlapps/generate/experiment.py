@@ -1,18 +1,22 @@
-"""GAN experiments: named variants x seeds, each trained, measured and drawn; resumable.
+"""Generative-model experiments: named models (or GAN variants) x seeds, each trained, measured
+and drawn; resumable. ``dlapps generate`` (:func:`run_models`), ``dlapps gan`` and its ``train`` /
+``compare`` all run :func:`run_variants`.
 
 A run directory looks like::
 
-    runs/gan-20261123-101500/
-      results.json          kind "generate": per variant, metrics mean ± std over seeds, the
-                            real-vs-real floor, the judge's test accuracy, config, environment
-      config.json           the base GanConfig (``--config`` reads it back)
-      report.html           table + curves + sample grids of every variant (self-contained)
-      figures/              curves.png, samples.png (one panel per variant)
-      cdcgan-seed0/         one cell (trained by the engine's Trainer, see gan.py): config.json,
-                            checkpoint.pt, metrics.jsonl, TensorBoard
-                            events, figures/ (epochs/*.png, epochs.gif, samples.png, curves.png,
-                            class_grid.png, interpolation*.png, confusion.png), results.json
-                            (written last: a cell with it is done), report.html
+    runs/generate-20261130-101500/
+      results.json          kind "generate": per model, metrics mean ± std over seeds, the
+                            real-vs-real floor, the judge's test accuracy, configs, environment
+      config.json           the base config (the first model's; ``--config`` of ``dlapps gan`` reads it)
+      report.html           table + curves + sample grids of every model (self-contained)
+      figures/              curves.png, samples.png, interpolations.png (one panel per model),
+                            spectrum.png (when a DDPM is among them)
+      cddpm-seed0/          one cell (trained by the engine's Trainer, see gan.model_trainer):
+                            config.json, checkpoint.pt, metrics.jsonl, TensorBoard events, figures/
+                            (epochs/*.png, epochs.gif, samples.png, curves.png, class_grid.png,
+                            interpolation*.png, confusion.png; reconstruction.png for a VAE,
+                            trajectory.png for a DDPM), results.json (written last: a cell with it
+                            is done), report.html
 
 Running the same command again with the same ``--out`` resumes: finished cells are kept and an
 interrupted one continues from its last epoch checkpoint.
