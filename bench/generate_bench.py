@@ -125,6 +125,7 @@ def markdown(res: dict) -> str:
         f"2x2-folded pixels, T = 1000, linear schedule, EMA 0.999), sampled with DDIM 50 steps, cDDPM with "
         f"guidance 3. Hardware: {res['hardware']}, {run['workers']} cell processes x 1 thread, torch "
         f"{res['torch']}; bench wall {res['bench_seconds'] / 60:.0f} min.",
+        *([f"How this run went: {res['note']}"] if res.get("note") else []),
         "", metrics_table(quality_rows(run), markdown=True)]
     d, g, c, cg = mean["ddpm"], mean["dcgan"], mean["cddpm"], mean["cdcgan"]
     winner = "DDPM" if d["fid"] < g["fid"] else "DCGAN"
@@ -176,9 +177,13 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--cli-wall", action="store_true")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite generate.md from generate.json")
+    ap.add_argument("--note", default=None, help="how the run went (kept in generate.json, shown in the .md)")
     args = ap.parse_args()
     if args.markdown_only:
         res = json.loads((args.results / "generate.json").read_text())
+        if args.note:
+            res["note"] = args.note
+            (args.results / "generate.json").write_text(json.dumps(res, indent=1))
         (args.results / "generate.md").write_text(markdown(res))
         return
     seeds = parse_seeds(args.seeds)
@@ -192,7 +197,7 @@ def main() -> None:
     res = {"seeds": seeds, "ddpm_epochs": args.ddpm_epochs, "cddpm_epochs": args.cddpm_epochs, "run": run,
            "samplers": samplers, "hardware": f"{platform.processor() or platform.machine()}, "
            f"{os.cpu_count()} cores", "torch": torch.__version__,
-           "bench_seconds": round(time.perf_counter() - began, 1)}
+           "bench_seconds": round(time.perf_counter() - began, 1), "note": args.note}
     if args.cli_wall:
         res["cli"] = time_default_cli()
     args.results.mkdir(parents=True, exist_ok=True)
