@@ -147,16 +147,24 @@ def markdown(res: dict) -> str:
     lines += ["", "Published, for scale (Burda et al. 2016, one stochastic layer, full 28x28 MNIST, dynamic "
               "binarisation): VAE k = 1 −86.76, k = 50 −84.78 nats. Not comparable to ours: 32x32 images "
               "(1,024 pixels, resized), 4,000 training digits, 20 epochs, a small conv VAE.", ""]
-    ddim, anc = [r["ddim50"] for r in res["samplers"]], [r["ancestral"] for r in res["samplers"]]
-    n = res["samplers"][0]["n"]
-    speedup = statistics.fmean(r["seconds"] for r in anc) / statistics.fmean(r["seconds"] for r in ddim)
-    lines += [
-        f"**DDIM 50 steps vs 1,000-step ancestral sampling** (the ddpm cells above, the same x_T, n = {n} "
-        f"each): judge-FID {_ms(r['fid'] for r in ddim)} vs {_ms(r['fid'] for r in anc)} (DDIM − ancestral, "
-        f"paired by seed: {_ms(a['fid'] - b['fid'] for a, b in zip(ddim, anc, strict=True))}); KID "
-        f"{_ms(r['kid'] for r in ddim)} vs {_ms(r['kid'] for r in anc)}; seconds "
-        f"{_ms(r['seconds'] for r in ddim)} vs {_ms(r['seconds'] for r in anc)} ({speedup:.1f}x less time). "
-        f"FID on {n} samples is biased upwards; both samplers share that n.", ""]
+    for key, what in (("samplers", "the ddpm cells above (136 s of training)"),
+                      ("samplers_cddpm", "the cddpm cells above (890 s of training; guidance 3)")):
+        if not res.get(key):
+            continue
+        ddim, anc = [r["ddim50"] for r in res[key]], [r["ancestral"] for r in res[key]]
+        n, runs = res[key][0]["n"], [r["cell"] for r in res[key]]
+        speedup = statistics.fmean(r["seconds"] for r in anc) / statistics.fmean(r["seconds"] for r in ddim)
+        lines += [
+            f"**DDIM 50 steps vs 1,000-step ancestral sampling** ({what}: {', '.join(runs)}; the same x_T, "
+            f"n = {n} each): judge-FID {_ms(r['fid'] for r in ddim)} vs {_ms(r['fid'] for r in anc)} (DDIM − "
+            f"ancestral, paired by seed: {_ms(a['fid'] - b['fid'] for a, b in zip(ddim, anc, strict=True))}"
+            f"); KID "
+            f"{_ms(r['kid'] for r in ddim)} vs {_ms(r['kid'] for r in anc)}; seconds "
+            f"{_ms(r['seconds'] for r in ddim)} vs {_ms(r['seconds'] for r in anc)} "
+            f"({speedup:.1f}x less time)"
+            + (f"; label accuracy {_ms(r['label_acc'] for r in ddim)} vs {_ms(r['label_acc'] for r in anc)}"
+               if ddim[0].get("label_acc") is not None else "")
+            + f". FID on {n} samples is biased upwards; both samplers share that n.", ""]
     if res.get("cli"):
         cli = res["cli"]
         lines += [f"`dlapps generate --quiet`, the embedded default (all six models, one seed, n = "
@@ -177,8 +185,21 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--cli-wall", action="store_true")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite generate.md from generate.json")
+    ap.add_argument("--samplers-only", default=None, metavar="MODEL",
+                    help="only compare DDIM 50 and ancestral sampling on the trained MODEL-seed* cells of "
+                         "--out (kept in generate.json beside the rest)")
     ap.add_argument("--note", default=None, help="how the run went (kept in generate.json, shown in the .md)")
     args = ap.parse_args()
+    if args.samplers_only:
+        res = json.loads((args.results / "generate.json").read_text())
+        seeds = parse_seeds(args.seeds)
+        jobs = [(str(args.out / f"{args.samplers_only}-seed{s}"), args.sampler_samples, s) for s in seeds]
+        res[f"samplers_{args.samplers_only}"] = run_parallel(compare_samplers, jobs, args.workers, "samplers",
+                                                             progress=False)
+        (args.results / "generate.json").write_text(json.dumps(res, indent=1))
+        (args.results / "generate.md").write_text(markdown(res))
+        print(markdown(res))
+        return
     if args.markdown_only:
         res = json.loads((args.results / "generate.json").read_text())
         if args.note:
