@@ -68,7 +68,7 @@ from dlapps.engine.trainer import Step, Trainer
 from dlapps.errors import ConfigError, UnknownNameError
 from dlapps.generate.config import DDPM_SAMPLERS, DDPM_SCHEDULES, DdpmConfig
 from dlapps.generate.data import GanData, to_uint8
-from dlapps.generate.gan import GRID_COLUMNS, model_trainer, read_run
+from dlapps.generate.gan import fixed_inputs, model_trainer, read_run
 
 COSINE_S = 0.008
 MAX_BETA = 0.999
@@ -383,16 +383,6 @@ class DDPM(nn.Module):
         return to_uint8(torch.stack([x for _, x in frames], 1).flatten(0, 1))
 
 
-def fixed_noise(config: DdpmConfig, n_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """x_T (flat) and labels of the per-epoch grid: 10 x 10, or rows = classes with shared x_T per column."""
-    g = torch.Generator().manual_seed(10_000 + config.seed)
-    nz = config.channels * config.size * config.size
-    if not config.conditional:
-        return torch.randn(GRID_COLUMNS * GRID_COLUMNS, nz, generator=g), None
-    z = torch.randn(GRID_COLUMNS, nz, generator=g).repeat(n_classes, 1)
-    return z, torch.arange(n_classes).repeat_interleave(GRID_COLUMNS)
-
-
 def ddpm_trainer(config: DdpmConfig, data: GanData, run_dir: Path, *, progress: bool = True,
                  device: torch.device | None = None, tensorboard: bool = True) -> Trainer:
     """:func:`~dlapps.generate.gan.model_trainer` for one DDPM (the checkpoint holds the EMA too).
@@ -407,7 +397,10 @@ def ddpm_trainer(config: DdpmConfig, data: GanData, run_dir: Path, *, progress: 
             return None
         return ddpm.generator(sampler="ddim", steps=min(EPOCH_GRID_STEPS, config.sample_steps))
 
-    return model_trainer(lambda n: DDPM(config, n), config, data, run_dir, grid_sampler, fixed_noise,
+    def fixed_x_T(c: DdpmConfig, n_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return fixed_inputs(c, n_classes, nz=c.channels * c.size * c.size)
+
+    return model_trainer(lambda n: DDPM(config, n), config, data, run_dir, grid_sampler, fixed_x_T,
                          progress=progress, device=device, tensorboard=tensorboard)
 
 

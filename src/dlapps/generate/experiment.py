@@ -29,7 +29,7 @@ import math
 import shutil
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -135,8 +135,9 @@ def train_cell(config: AnyConfig, data: GanData, cell: Path, judge: Judge | None
         if not (cell / "report.html").is_file():  # killed between results.json and the page
             report.render(cell)
         return done
-    history = models.trainer(config, data, cell, progress=progress, device=device).fit()
-    module, _, _ = models.load_cell(cell)  # the weights the checkpoint holds, on the CPU
+    trainer = models.trainer(config, data, cell, progress=progress, device=device)
+    history = trainer.fit()
+    module = trainer.module.cpu().eval()  # the weights of the last checkpoint (fit loads it when done)
     g = models.sampler(module)
     seconds = history[-1]["seconds"]
     result = {"name": cell.name, "title": f"dlapps generate: {cell.name}", "model": model_name(config),
@@ -266,8 +267,6 @@ def model_configs(names: list[str], data: str = "mnist5k", size: int = 32, chann
                   options: dict[str, dict] | None = None) -> dict[str, AnyConfig]:
     """One config per model name at the default budget on ``data``, then ``options``
     (``{"ddpm": {"epochs": 40}}``: settings of one model, as ``--option ddpm.epochs=40``)."""
-    from dataclasses import fields
-
     options = dict(options or {})
     for name in options:
         if name not in names:

@@ -85,13 +85,15 @@ class GAN(nn.Module):
                 "d_g_z": d_fake.mean().item(), "d_g_z2": d_fake2.mean().item()}
 
 
-def fixed_inputs(config: GanConfig, n_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The noise (and labels) of the per-epoch sample grid: 10 columns of shared z; for a
-    conditional G, row k is class k, so the grid shows classes (rows) x style (columns)."""
+def fixed_inputs(config, n_classes: int, nz: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The noise (and labels) of the per-epoch sample grid: 10 columns of shared z (``nz`` values
+    each, default ``config.nz``; a DDPM's x_T has C·H·W); for a conditional model, row k is class
+    k, so the grid shows classes (rows) x style (columns)."""
+    nz = config.nz if nz is None else nz
     g = torch.Generator().manual_seed(10_000 + config.seed)
     if not config.conditional:
-        return torch.randn(GRID_COLUMNS * GRID_COLUMNS, config.nz, generator=g), None
-    z = torch.randn(GRID_COLUMNS, config.nz, generator=g).repeat(n_classes, 1)
+        return torch.randn(GRID_COLUMNS * GRID_COLUMNS, nz, generator=g), None
+    z = torch.randn(GRID_COLUMNS, nz, generator=g).repeat(n_classes, 1)
     return z, torch.arange(n_classes).repeat_interleave(GRID_COLUMNS)
 
 
@@ -185,8 +187,8 @@ def read_run(run_dir: Path, cls: type, what: str) -> tuple:
     return config, state
 
 
-def load_generator(run_dir: Path) -> tuple[Generator, Discriminator, GanConfig, dict]:
-    """G and D of a trained cell (its ``config.json`` + ``checkpoint.pt``), in eval mode, on the
+def load_gan(run_dir: Path) -> tuple[GAN, GanConfig, dict]:
+    """The GAN of a trained cell (its ``config.json`` + ``checkpoint.pt``), in eval mode, on the
     CPU, with the config and the checkpoint."""
     config, state = read_run(run_dir, GanConfig, "GAN")
     weights = state["module"]
@@ -195,4 +197,10 @@ def load_generator(run_dir: Path) -> tuple[Generator, Discriminator, GanConfig, 
     n_classes = weights["g.net.0.weight"].shape[0] - config.nz  # G's input is [z, onehot(y)]
     gan = GAN(config, n_classes)
     gan.load_state_dict({k: v.cpu() for k, v in weights.items()})
-    return gan.g.eval(), gan.d.eval(), config, state
+    return gan.eval(), config, state
+
+
+def load_generator(run_dir: Path) -> tuple[Generator, Discriminator, GanConfig, dict]:
+    """G and D of a trained cell (see :func:`load_gan`)."""
+    gan, config, state = load_gan(run_dir)
+    return gan.g, gan.d, config, state

@@ -119,12 +119,9 @@ def load_cell(cell: Path) -> tuple[nn.Module, AnyConfig, dict]:
     config = read_config(cell)
     kind = family(config)
     if kind == "gan":
-        from dlapps.generate.gan import GAN, load_generator
+        from dlapps.generate.gan import load_gan
 
-        g, d, config, state = load_generator(cell)
-        gan = GAN(config, g.n_classes)
-        gan.g, gan.d = g, d
-        return gan.eval(), config, state
+        return load_gan(cell)
     if kind == "vae":
         from dlapps.generate.vae import load_vae
 
