@@ -33,7 +33,8 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
     command = (f"python bench/adapt_compare.py --methods {args.methods} --pairs {args.pairs} "
                f"--seeds {args.seeds} --other-seeds {args.other_seeds}"
                + (f" --epochs {args.epochs}" if args.epochs else "")
-               + (f" --train-limit {args.train_limit}" if args.train_limit else ""))
+               + (f" --train-limit {args.train_limit}" if args.train_limit else "")
+               + (f" --reverse-every {args.reverse_every}" if args.reverse_every is not None else ""))
     workers = resolve_workers(args.workers, 8)
     header = (f"# Domain adaptation methods compared\n\n- command: `{command}`\n"
               f"- hardware: {env.get('cpu') or env['processor']} ({available_cores()} cores), {workers} cell "
@@ -45,8 +46,24 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
                  if not args.report_only else "")
               + "\n")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "adapt_compare.md").write_text(header + compare_markdown(results) + "\n")
-    (RESULTS / "adapt_compare.json").write_text(json.dumps({"command": command, **results}, indent=2) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(header + compare_markdown(results) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps({"command": command, **results}, indent=2) + "\n")
+
+
+def with_warnings(final: Path) -> dict:
+    """A cell's final.json with its warnings recomputed by today's dlapps.adapt.health from the
+    history in its checkpoint (cells trained before a change of the rules get the new lines)."""
+    import torch
+
+    from dlapps.adapt.health import cell_warnings
+
+    cell = json.loads(final.read_text())
+    checkpoint = final.parent / "checkpoint.pt"
+    if checkpoint.is_file():
+        history = torch.load(checkpoint, map_location="cpu", weights_only=False)["history"]
+        classes = 10  # every pair of the grid has ten classes
+        cell["warnings"] = cell_warnings(history, cell.get("selection"), classes)
+    return cell
 
 
 def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str], expected: int) -> dict:
@@ -56,7 +73,7 @@ def finished_cells(grid_dir: Path, methods: list[str], pairs: list[str], expecte
     for pair in pairs:
         source, target = pair.split(":")
         run_dir = pair_dir(grid_dir, source, target)
-        runs = [json.loads(f.read_text()) for f in sorted(run_dir.glob(f"*-seed*/{FINAL}"))]
+        runs = [with_warnings(f) for f in sorted(run_dir.glob(f"*-seed*/{FINAL}"))]
         if not runs:
             continue
         found += len(runs)
@@ -86,6 +103,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
     ap.add_argument("--workers", type=int, default=None, help="cell processes; default one per core")
     ap.add_argument("--note", default="", help="e.g. 'other jobs were sharing the CPU'")
+    ap.add_argument("--name", default="adapt_compare", help="bench/results/NAME.{md,json}")
+    ap.add_argument("--reverse-every", type=int, default=None,
+                    help="reverse validation every k epochs (default: the preset's; 0 = never)")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: tabulate the cells finished so far (e.g. while a run goes on)")
     args = ap.parse_args()
@@ -96,7 +116,8 @@ def main() -> None:
         write(results, args, time.perf_counter())
         print(compare_markdown(results))
         return
-    base = preset("fast", epochs=args.epochs, train_limit=args.train_limit, tsne=False, a_distance=False)
+    base = preset("fast", epochs=args.epochs, train_limit=args.train_limit, tsne=False, a_distance=False,
+                  reverse_every=args.reverse_every)
     passes = [(pairs[:1], list(range(n))) for n in range(1, args.seeds + 1)]
     passes += [(pairs[1:], list(range(n))) for n in range(1, args.other_seeds + 1)]
     started, grid, seeds_done = time.perf_counter(), {}, {}

@@ -13,7 +13,18 @@ Writes bench/results/explain.json and explain.md (+ figures under bench/results/
   rate against ε;
 * class visualisation: the target probability over iterations from noise, a few classes;
 * throughput: saliency maps per second on the CPU for each backbone (random weights: speed does
-  not depend on the weights, and squeezenet/vgg16 weights need a download).
+  not depend on the weights, and squeezenet/vgg16 weights need a download);
+* completeness: Integrated Gradients' completeness gap per photo at 32 fixed steps (the old default)
+  and at the default refinement (steps tripled until the gap is ≤ 5%), with the steps and seconds,
+  on the bundled photos plus matplotlib's grace_hopper and scikit-learn's china and flower, at 224 px;
+* sanity: Adebayo et al.'s cascading model-parameter randomisation of EfficientNet-Lite0 (Spearman,
+  SSIM per step, the figure), with the ``edge`` control; with ``--digits-run RUN/CELL`` also the
+  data (label) randomisation of a ``dlapps adapt`` digits network;
+* the saliency part also reports faithfulness correlation and max-sensitivity (Quantus's
+  definitions) beside RISE, against the two random maps.
+
+Examples: ``--parts completeness`` (IG only), ``--parts sanity --sanity-photos 4``,
+``--parts saliency --sensitivity-samples 3``.
 """
 
 from __future__ import annotations
@@ -32,10 +43,10 @@ import torch
 from dlapps.explain import attacks
 from dlapps.explain.classvis import ClassVisSettings, class_visualization
 from dlapps.explain.inputs import BUNDLED, load_images, resolve_class
-from dlapps.explain.metrics import rise_curves
+from dlapps.explain.metrics import faithfulness_correlation, max_sensitivity, rise_curves
 from dlapps.explain.models import from_backbone, load_model
-from dlapps.explain.report import curves, image_grid
-from dlapps.explain.saliency import BASELINES, saliency
+from dlapps.explain.report import curves, image_grid, sanity_curves, sanity_maps
+from dlapps.explain.saliency import BASELINES, integrated_gradients, saliency
 from dlapps.io import atomic_write_bytes, atomic_write_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,15 +64,55 @@ def mean_std(values) -> dict:
 
 
 SALIENCY_SETTINGS = (("mean", 1), ("black", 1), ("mean", 8))  # (deletion substrate, tile side)
+SANITY = ("vanilla", "smoothgrad", "ig", "gradcam", "edge")
 
 
-def bench_saliency(model, x, steps: int = 24) -> dict:
-    """RISE AUCs of every method and both random baselines, per (substrate, tile) setting, with how
-    many photos each method beats each baseline on."""
+def more_photos() -> list[str]:
+    """grace_hopper (matplotlib's sample data) and china, flower (scikit-learn's sample images)."""
+    import matplotlib.cbook
+    import sklearn.datasets
+
+    images = Path(sklearn.datasets.__file__).parent / "images"
+    return [str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+            str(images / "china.jpg"), str(images / "flower.jpg")]
+
+
+def explainer(model, method: str, ig_steps: int | None = None):
+    """(x, target) -> maps; IG at fixed ``ig_steps`` (the steps it took on the clean photos); a
+    random map redrawn at each call."""
+    if method in BASELINES:
+        draws = iter(range(1, 10**6))
+        return lambda z, t: BASELINES[method](model, z, t, seed=next(draws))
+    options = {"tolerance": None, "steps": ig_steps} if ig_steps else {}
+    return lambda z, t: saliency(model, z, t, method, **options)
+
+
+def bench_saliency(model, x, steps: int = 24, sensitivity_samples: int = 3) -> dict:
+    """RISE AUCs, faithfulness correlation and max-sensitivity of every method and both random
+    baselines, per (substrate, tile) setting, with how many photos each method beats each baseline
+    on. IG converges per photo (default tolerance); max-sensitivity reruns it at the steps it took."""
+    from dlapps.explain.saliency import normalise, reduce
+
     cls = model.predict(x)[0]
-    maps = {m: saliency(model, x, cls, m) for m in SALIENCY}
+    ig = [integrated_gradients(model, x[i : i + 1], cls[i : i + 1]) for i in range(len(x))]  # per photo
+    ig_steps = max(int(r.steps.max()) for r in ig)
+    maps = {m: torch.cat([normalise(reduce(r.attributions, "sum-abs")) for r in ig]) if m == "ig"
+            else saliency(model, x, cls, m) for m in SALIENCY}
     maps.update({b: fn(model, x, cls) for b, fn in BASELINES.items()})
-    out = {}
+    extra = {m: {"faithfulness_correlation": faithfulness_correlation(model, x, v, cls)}
+             for m, v in maps.items()}
+    for m in maps if sensitivity_samples else ():
+        fn = explainer(model, m, ig_steps if m == "ig" else None)
+        extra[m]["max_sensitivity"] = max_sensitivity(x, cls, fn, sensitivity_samples)
+
+    def beats(m: str, b: str, k: str) -> int:  # photos on which m is better than b
+        better = extra[m][k] > extra[b][k] if k == "faithfulness_correlation" else extra[m][k] < extra[b][k]
+        return int(better.sum())
+
+    out = {"more_metrics": {m: {k: mean_std(v) for k, v in e.items()} for m, e in extra.items()},
+           "more_metrics_beats": {m: {b: {k: beats(m, b, k) for k in extra[m]} for b in BASELINES}
+                                  for m in SALIENCY},
+           "sensitivity_samples": sensitivity_samples, "ig_steps_for_sensitivity": ig_steps}
     for substrate, patch in SALIENCY_SETTINGS:
         scores = {
             m: rise_curves(model, x, v, cls, steps=steps, patch=patch, substrate=substrate)
@@ -81,6 +132,53 @@ def bench_saliency(model, x, steps: int = 24) -> dict:
                 }
         key = f"{substrate}-patch{patch}"
         out[key] = {"substrate": substrate, "patch": patch, "steps": steps, "rows": rows}
+    return out
+
+
+def bench_completeness(model, names: list[str], x: torch.Tensor, baselines: list[str]) -> dict:
+    """Per photo (one at a time, so seconds are per photo): IG's gap at 32 fixed steps and the
+    default refinement's steps, gap and seconds, for each baseline."""
+    cls = model.predict(x)[0]
+    out = {}
+    for baseline in baselines:
+        rows = []
+        for i, name in enumerate(names):
+            one, t = x[i : i + 1], cls[i : i + 1]
+            fixed = integrated_gradients(model, one, t, steps=32, baseline=baseline, tolerance=None)
+            res = integrated_gradients(model, one, t, baseline=baseline)
+            rows.append({"image": name, "gap_at_32": float(fixed.gap[0]), "steps": int(res.steps[0]),
+                         "gap": float(res.gap[0]), "converged": bool(res.converged[0]),
+                         "seconds": res.seconds,
+                         "score_difference": float(res.attributions.sum() - res.delta[0])})  # S(x) − S(x̄)
+            print(f"  {baseline} {name}: {rows[-1]['steps']} steps, gap {rows[-1]['gap']:.3f}, "
+                  f"{res.seconds:.0f} s", file=sys.stderr, flush=True)
+        out[baseline] = rows
+    return out
+
+
+def bench_sanity(model, x: torch.Tensor, fig_dir: Path, digits_run: str | None) -> dict:
+    """Cascading randomisation of ``model`` (and label randomisation of a digits network): mean
+    Spearman / SSIM per step and method, flagged methods, the figures."""
+    from dlapps.explain import sanity
+
+    cls = model.predict(x)[0]
+    # IG at 32 fixed steps: maps are compared, not summed
+    explain = {m: (lambda mdl, z, t, m=m: saliency(mdl, z, t, m, tolerance=None)) for m in SANITY}
+    results = {"model": sanity.cascading_randomisation(model, x, cls, explain)}
+    if digits_run:
+        digits = load_model(digits_run)
+        named = load_images(PHOTOS[:4])
+        xd = digits.preprocess([im.pixels for im in named])
+        results["data"] = sanity.data_randomisation(digits, xd, digits.predict(xd)[0], explain)
+        results["model (digits)"] = sanity.cascading_randomisation(digits, xd, digits.predict(xd)[0], explain)
+    out = {}
+    for check, res in results.items():
+        slug = check.replace(" ", "-").replace("(", "").replace(")", "")
+        sanity_curves(res, fig_dir / f"sanity-{slug}.png")
+        sanity_maps(x[0] if check == "model" else xd[0], res, fig_dir / f"sanity-{slug}-maps.png")
+        out[check] = {"steps": res.steps, "info": res.info, "summary": res.summary(),
+                      "spearman": {m: res.mean("spearman", m) for m in SANITY},
+                      "ssim": {m: res.mean("ssim", m) for m in SANITY}}
     return out
 
 
@@ -237,7 +335,8 @@ def markdown(r: dict) -> str:
             "`random-smooth` = a random 7x7 grid upsampled. The last column says whether the mean beats "
             "each baseline (✓/✗) and on how many photos.\n"
         )
-        for setting in r["saliency"].values():
+        settings = {k: v for k, v in r["saliency"].items() if isinstance(v, dict) and "rows" in v}
+        for setting in settings.values():
             tiles = "single pixels" if setting["patch"] == 1 else f"tiles of {setting['patch']} px"
             lines.append(f"### substrate `{setting['substrate']}`, {tiles}, {setting['steps']} steps\n")
             lines.append(
@@ -261,6 +360,63 @@ def markdown(r: dict) -> str:
                     + " |"
                 )
             lines.append("")
+    if "more_metrics" in r.get("saliency", {}):
+        sal = r["saliency"]
+        k = sal["sensitivity_samples"]
+        lines.append(
+            "### Faithfulness correlation and max-sensitivity (Quantus's definitions)\n\n"
+            "Faithfulness correlation: Pearson ρ between a random 224-pixel subset's saliency mass and the "
+            "target logit's drop when the subset is set to black, over 100 subsets (higher is better; a "
+            "random map: 0). Max-sensitivity: the largest ‖Φ(x + δ) − Φ(x)‖ / ‖x‖ over "
+            f"{k} perturbations δ ~ U(−0.2, 0.2) (Quantus: 200), maps normalised (lower is more robust; "
+            "a map that ignores the input scores 0, so it is read beside faithfulness). IG is rerun at "
+            f"the {sal['ig_steps_for_sensitivity']} steps it needed on the clean photos; the random maps "
+            "are redrawn for each perturbation. Beside each: on how many photos the method beats "
+            "random / random-smooth.\n")
+        metrics = list(next(iter(sal["more_metrics"].values())))
+        lines.append("| map | " + " | ".join(metrics) + " |")
+        lines.append("|---|" + "---|" * len(metrics))
+        for m, row in sal["more_metrics"].items():
+            beats = sal["more_metrics_beats"].get(m)
+            cells = [f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}"
+                     + (f" ({beats['random'][k]}/{r['images']}, {beats['random-smooth'][k]}/{r['images']})"
+                        if beats else "") for k in metrics]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if "completeness" in r:
+        size = r["saliency_size"]
+        lines.append(f"## Integrated Gradients' completeness ({size} px, one photo at a time)\n")
+        lines.append("Gap = |Σ attributions − (S_y(x) − S_y(x̄))| / |S_y(x) − S_y(x̄)|. Default: from 32 "
+                     "steps, tripled (reusing every earlier point) until the gap is ≤ 5%, at most 2592 steps "
+                     "or 600 s.\n")
+        for baseline, rows in r["completeness"].items():
+            ok = sum(row["converged"] for row in rows)
+            lines.append(f"### baseline `{baseline}`: converged on {ok}/{len(rows)} photos\n")
+            lines.append("| photo | gap at 32 steps | steps taken | gap | converged | seconds |")
+            lines.append("|---|---|---|---|---|---|")
+            lines += [f"| {row['image']} | {row['gap_at_32']:.1%} | {row['steps']} | {row['gap']:.2%} | "
+                      f"{'✓' if row['converged'] else '✗'} | {row['seconds']:.0f} |" for row in rows]
+            lines.append("")
+    if "sanity" in r:
+        lines.append(f"## Sanity checks (Adebayo et al. 2018), {r['sanity_photos']} photos at "
+                     f"{r['saliency_size']} px\n")
+        lines.append("Each method's maps compared with the trained network's (mean over the photos) as the "
+                     "layers are re-initialised from the top (logits) down; IG at 32 fixed steps. A method "
+                     "still rank-similar (Spearman ≥ 0.5) at full randomisation is flagged. `edge` is a "
+                     "Sobel edge map of the image, a control that ignores the network. Figures: "
+                     "explain/sanity-*.png.\n")
+        for check, c in r["sanity"].items():
+            info = c["info"]
+            extra = (f" (random-label training accuracy {info['random_label_train_accuracy']:.2f})"
+                     if "random_label_train_accuracy" in info else "")
+            lines.append(f"### {check}{extra}\n")
+            lines.append("| step | " + " | ".join(c["spearman"]) + " |")
+            lines.append("|---|" + "---|" * len(c["spearman"]))
+            for k, step in enumerate(c["steps"]):
+                lines.append(f"| {step} | " + " | ".join(f"{c['spearman'][m][k]:.2f} / {c['ssim'][m][k]:.2f}"
+                                                          for m in c["spearman"]) + " |")
+            flagged = [m for m, v in c["summary"].items() if v["flagged"]]
+            lines.append(f"\nSpearman / SSIM per cell. Flagged: {', '.join(flagged) or 'none'}.\n")
     if "attacks" in r:
         a = r["attacks"]
         lines.append("## Attacks (untargeted unless stated; success = prediction changed / is the target)\n")
@@ -333,15 +489,19 @@ def main(argv=None) -> None:
     p.add_argument("--size", type=int, default=160, help="image side for attacks and class visualisation")
     p.add_argument("--saliency-size", type=int, default=224, help="image side for the RISE faithfulness part")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--parts", default="saliency,attacks,classvis,speed")
+    p.add_argument("--parts", default="saliency,completeness,sanity,attacks,classvis,speed")
     p.add_argument("--classvis-iters", type=int, default=200)
+    p.add_argument("--sensitivity-samples", type=int, default=3, help="max-sensitivity draws (0: skip)")
+    p.add_argument("--ig-baselines", default="black", help="completeness part: black,blurred,uniform")
+    p.add_argument("--sanity-photos", type=int, default=4, help="photos of the sanity part")
+    p.add_argument("--digits-run", default=None, help="a dlapps adapt cell RUN/CELL for the data check")
     p.add_argument("--note", default="", help="e.g. 'other jobs were sharing the CPU'")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     parts = args.parts.split(",")
     model = load_model("efficientnet_lite0", image_size=args.size)
-    named = load_images(PHOTOS)
+    named = load_images([*PHOTOS, *more_photos()])
     x = model.preprocess([im.pixels for im in named])
     fig_dir = args.out / "explain"
     path = args.out / "explain.json"
@@ -349,7 +509,7 @@ def main(argv=None) -> None:
     r.update(
         {
             "size": args.size,
-            "photos": list(PHOTOS),
+            "photos": [im.name for im in named],
             "images": len(x),
             "predictions": [model.classes[int(c)] for c in model.predict(x)[0]],
             "environment": {
@@ -365,10 +525,17 @@ def main(argv=None) -> None:
         r["notes"][part] = args.note
         start = time.perf_counter()
         print(f"[{part}] ...", file=sys.stderr, flush=True)
+        big = load_model("efficientnet_lite0", image_size=args.saliency_size)
+        x_big = big.preprocess([im.pixels for im in named])
+        r["saliency_size"] = args.saliency_size
         if part == "saliency":
-            big = load_model("efficientnet_lite0", image_size=args.saliency_size)
-            r["saliency"] = bench_saliency(big, big.preprocess([im.pixels for im in named]))
-            r["saliency_size"] = args.saliency_size
+            r["saliency"] = bench_saliency(big, x_big, sensitivity_samples=args.sensitivity_samples)
+        elif part == "completeness":
+            r["completeness"] = bench_completeness(big, [im.name for im in named], x_big,
+                                                   args.ig_baselines.split(","))
+        elif part == "sanity":
+            r["sanity"] = bench_sanity(big, x_big[: args.sanity_photos], fig_dir, args.digits_run)
+            r["sanity_photos"] = args.sanity_photos
         elif part == "attacks":
             r["attacks"] = bench_attacks(model, x)
         elif part == "classvis":

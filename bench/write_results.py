@@ -24,7 +24,12 @@ SECTIONS = [
     ("adapt_backbone", "Domain adaptation on a pretrained backbone over image folders",
      "python bench/adapt_backbone.py"),
     ("throughput", "Training throughput: the engine vs a bare loop", "python bench/throughput.py"),
-    ("adapt_compare", "Domain adaptation methods compared", "python bench/adapt_compare.py"),
+    ("adapt_compare", "Domain adaptation methods compared, robust defaults (issue 16)",
+     "python bench/adapt_compare.py --methods source,target,dann,dann+self-train,mcc,vada,dirt-t,cdan,dan,"
+     "coral,adda,drcn --train-limit 4000"),
+    ("adapt_paper", "The paper preset (100 epochs) on the embedded pair", "python bench/adapt_paper.py"),
+    ("adapt_compare_v1", "Domain adaptation methods compared, before the robust defaults (the papers' "
+     "mean-subtracted input, no warm-up, 12 epochs)", "python bench/adapt_compare.py (at commit 20eac98)"),
     ("self_training", "Self-training on top of DANN: what helps", "python bench/self_training_ablation.py"),
     ("transfer_offline", "Transfer learning: pretrained features vs from scratch (offline)",
      "python bench/transfer_offline.py"),
@@ -32,6 +37,8 @@ SECTIONS = [
      "python bench/transfer_throughput.py"),
     ("explain", "Network visualisation: saliency faithfulness, attacks, class visualisation",
      "python bench/explain_bench.py"),
+    ("explain_completeness", "Integrated Gradients' completeness, converged",
+     "python bench/explain_bench.py --parts completeness --ig-baselines black,blurred --threads 1"),
     ("gan", "GANs: DCGAN and cDCGAN quality, offline metrics", "python bench/gan_bench.py"),
     ("generate", "Generative models side by side: DCGAN, VAE, DDPM and their conditional forms",
      "python bench/generate_bench.py --cli-wall"),

@@ -78,6 +78,10 @@ def test_report_command_compares_runs(finished_run, tmp_path):
     (["--option", "self-train.emma=0"], "unknown setting emma for method 'self-train'"),
     (["--option", "selftrain"], "--option takes METHOD.SETTING=VALUE"),
     (["--option", "dann+self-train.ema=0"], "go under 'dann' and 'self-train'"),
+    (["--methods", "vada", "--option", "vada.radius=-1"], "vada's radius must be a positive number, got -1"),
+    (["--methods", "dirt-t", "--option", "dirt-t.beta=0"], "dirt-t's beta must be a positive number, got 0"),
+    (["--warmup-acc", "1.5"], "--warmup-acc must be in [0, 1), got 1.5"),
+    (["--input-norm", "batch"], "unknown input normalisation 'batch'"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path):
     extra = [] if "--methods" in args else ["--methods", "source"]

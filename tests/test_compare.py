@@ -97,9 +97,24 @@ def test_table_bolds_the_best_per_pair_and_puts_the_paper_beside():
 def test_ranking_lines_count_methods_above_source_and_compare_to_dann():
     from dlapps.adapt.report import ranking_lines
 
-    accs = {"source": 0.5, "dann": 0.7, "coral": 0.45, "dann+self-train": 0.76, "target": 0.95}
+    accs = {"source": 0.5, "dann": 0.7, "coral": 0.45, "dann+self-train": 0.76, "target": 0.95, "dan": 0.1}
     results = {"pairs": ["a:b"],
                "grid": {"a:b": {"methods": {m: {"target_acc": {"mean": v}} for m, v in accs.items()}}}}
     (line,) = ranking_lines(results)
-    assert line == ("a → b: 2 of 3 methods above source-only (0.500); best dann+self-train 0.760 "
+    assert line == ("a → b: 2 of 4 methods at or above source-only (0.500); at chance (< 0.15) where "
+                    "source-only is not: dan; best dann+self-train 0.760 "
                     "(+6.0 points vs dann); dann+self-train +6.0 points vs dann")
+
+
+def test_gap_lines_give_the_share_closed_and_the_criteria_near_the_oracle():
+    from dlapps.adapt.report import gap_lines
+
+    def row(acc, **sel):
+        picks = {k: {"target_acc": {"mean": v}} for k, v in sel.items()}
+        return {"target_acc": {"mean": acc}, "selection": picks}
+
+    methods = {"source": row(0.5), "target": row(0.9), "dann": row(0.7),
+               "mcc": row(0.8, entropy=0.79, dev=0.7, oracle=0.805)}
+    (line,) = gap_lines({"pairs": ["a:b"], "grid": {"a:b": {"methods": methods}}})
+    assert line == ("a → b: gap closed (source-only 0.500 → target 0.900): dann 50.0%, best mcc 75.0%; "
+                    "within 2 points of the oracle for mcc: entropy")

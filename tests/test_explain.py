@@ -89,8 +89,10 @@ def test_vanilla_saliency_is_the_hand_computed_gradient():
     model = linear_cnn()
     x, target = images(), torch.tensor([0, 2, 1])
     w = model.net[0].weight.detach()  # (K, 3, S, S)
+    torch.testing.assert_close(saliency.attribute(model, x, target, "vanilla"), w[target])  # input-shaped
     expected = w[target].abs().amax(1)  # max over channels of |W_y|
-    torch.testing.assert_close(saliency.vanilla(model, x, target), expected)
+    expected = expected / expected.flatten(1).amax(1)[:, None, None]  # normalised: peak 1
+    torch.testing.assert_close(saliency.saliency(model, x, target, "vanilla"), expected)
 
 
 def test_vanilla_saliency_matches_finite_differences_on_a_nonlinear_net():
@@ -103,24 +105,100 @@ def test_vanilla_saliency_matches_finite_differences_on_a_nonlinear_net():
         e[0, c, i, j] = h
         numeric = (model.net(x + e)[0, 3] - model.net(x - e)[0, 3]) / (2 * h)
         assert float(grad[0, c, i, j]) == pytest.approx(float(numeric), rel=1e-5, abs=1e-9)
-    assert torch.equal(saliency.vanilla(model, x, target), grad.abs().amax(1))
+    assert torch.equal(saliency.attribute(model, x, target, "vanilla"), grad)
 
 
-def test_integrated_gradients_are_complete():
+def test_reductions_and_normalisation_by_hand():
+    a = torch.tensor([[[[1.0, -4.0]], [[-3.0, 2.0]]]])  # (1, C=2, 1, 2)
+    by_hand = {"max-abs": [3.0, 4.0], "sum": [-2.0, -2.0], "sum-abs": [2.0, 2.0], "abs-sum": [4.0, 6.0]}
+    for name, expected in by_hand.items():
+        assert saliency.reduce(a, name).flatten().tolist() == expected, name
+    normalised = saliency.normalise(torch.tensor([[[1.0, -4.0]], [[0.0, 0.0]]]))
+    assert normalised.tolist() == [[[0.25, -1.0]], [[0, 0]]]
+    from dlapps.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="Did you mean 'max-abs'"):
+        saliency.reduce(a, "maxabs")
+
+
+def test_integrated_gradients_converge_by_tripling_the_steps_until_complete():
     model = tiny_cnn()
     x, target = images(2), torch.tensor([1, 4])
-    attr = saliency.ig_attributions(model, x, target, steps=64)
     with torch.no_grad():
-        gap = (model.net(x) - model.net(torch.zeros_like(x))).gather(1, target[:, None])[:, 0]
-    torch.testing.assert_close(attr.sum((1, 2, 3)), gap, rtol=2e-2, atol=1e-3)
+        diff = (model.net(x) - model.net(torch.zeros_like(x))).gather(1, target[:, None])[:, 0]
+    res = saliency.integrated_gradients(model, x, target, steps=2, tolerance=0.002)
+    assert res.converged.all() and (res.steps > 2).all() and set(res.steps.tolist()) <= {6, 18, 54, 162, 486}
+    torch.testing.assert_close(res.attributions.sum((1, 2, 3)), diff, rtol=0.002, atol=0)
+    torch.testing.assert_close(res.delta, res.attributions.sum((1, 2, 3)) - diff)
+    torch.testing.assert_close(res.gap, res.delta.abs() / diff.abs())
+    fixed = saliency.integrated_gradients(model, x, target, steps=2, tolerance=None)  # exactly 2 steps
+    assert fixed.steps.tolist() == [2, 2] and fixed.converged.all() and (fixed.gap > res.gap).all()
+    capped = saliency.integrated_gradients(model, x, target, steps=2, tolerance=1e-9, max_steps=20)
+    assert capped.steps.tolist() == [18, 18] and not capped.converged.any()  # 54 would pass max_steps
+    assert "did NOT converge on 2 of 2 images: stopped at 18 steps" in saliency.steps_note(capped)
+    assert "converged on all 2 images" in saliency.steps_note(res)
+    timed = saliency.integrated_gradients(model, x, target, steps=2, tolerance=1e-9, max_seconds=0.0)
+    assert timed.steps.tolist() == [2, 2]  # the next refinement would pass the time cap
 
 
-def test_every_method_gives_one_nonnegative_map_per_image():
+def test_integrated_gradients_baselines_and_bad_settings():
+    from dlapps.errors import ConfigError, UnknownNameError
+
+    model = tiny_cnn()
+    x, target = images(2), torch.tensor([1, 4])
+    blurred = saliency.ig_baselines(x, "blurred")
+    assert blurred.shape == (1, *x.shape) and blurred.std() < x.std()
+    noise = saliency.ig_baselines(x, "uniform", samples=3)
+    assert noise.shape == (3, *x.shape) and noise.min() >= 0 and noise.max() <= 1
+    res = saliency.integrated_gradients(model, x, target, steps=4, baseline="uniform", samples=3,
+                                        tolerance=0.01)
+    with torch.no_grad():  # complete against the mean score of the noise baselines
+        base = torch.stack([model.net(b).gather(1, target[:, None])[:, 0] for b in noise]).mean(0)
+        diff = model.net(x).gather(1, target[:, None])[:, 0] - base
+    assert res.converged.all()
+    torch.testing.assert_close(res.attributions.sum((1, 2, 3)), diff, rtol=0.01, atol=0)
+    with pytest.raises(UnknownNameError, match="Did you mean 'blurred'"):
+        saliency.integrated_gradients(model, x, target, baseline="blured")
+    with pytest.raises(ConfigError, match="at least 1 step, got 0"):
+        saliency.integrated_gradients(model, x, target, steps=0)
+
+
+def test_noise_tunnel_without_noise_is_the_method_and_its_variance_zero():
+    model = tiny_cnn()
+    x, target = images(2), torch.tensor([1, 4])
+    for method in ("vanilla", "gradcam", "ig"):
+        plain = saliency.attribute(model, x, target, method, steps=8, tolerance=None)
+        smooth = saliency.attribute(model, x, target, f"{method}+smoothgrad", n=3, sigma=0.0, steps=8,
+                                    tolerance=None)
+        torch.testing.assert_close(smooth, plain)
+        var = saliency.attribute(model, x, target, f"{method}+vargrad", n=3, sigma=0.0, steps=8,
+                                 tolerance=None)
+        assert var.abs().max() < 1e-12 and var.shape == plain.shape
+    noisy = saliency.attribute(model, x, target, "vanilla+vargrad", n=4, sigma=0.2)
+    assert (noisy >= 0).all() and noisy.max() > 0
+    torch.testing.assert_close(saliency.attribute(model, x, target, "smoothgrad", n=4, seed=3),
+                               saliency.attribute(model, x, target, "vanilla+smoothgrad", n=4, seed=3))
+
+
+def test_every_method_gives_one_map_per_image_on_one_scale():
     model = tiny_cnn()
     x = images(2)
-    for name in saliency.METHODS:
-        m = saliency.saliency(model, x, method=name)
-        assert m.shape == (2, SIZE, SIZE) and (m >= 0).all() and m.flatten(1).amax(1).gt(0).all(), name
+    for name in [*saliency.METHODS, "ig+smoothgrad", "gradcam+vargrad"]:
+        a = saliency.attribute(model, x, model.predict(x)[0], name, n=2, steps=4)
+        assert a.shape in {(2, 3, SIZE, SIZE), (2, 1, SIZE, SIZE)}, name
+        m = saliency.saliency(model, x, method=name, n=2, steps=4)
+        assert m.shape == (2, SIZE, SIZE) and (m >= 0).all(), name
+        torch.testing.assert_close(m.flatten(1).amax(1), torch.ones(2, dtype=m.dtype))
+
+
+def test_the_edge_control_ignores_the_model():
+    x = images(1)
+    x[0, :, :, 6:] = 1.0  # a vertical edge between columns 5 and 6
+    x[0, :, :, :6] = 0.0
+    models = (tiny_cnn(0), tiny_cnn(1), linear_cnn())
+    maps = [saliency.saliency(m, x, torch.tensor([0]), "edge") for m in models]
+    assert torch.equal(maps[0], maps[1]) and torch.equal(maps[0], maps[2])
+    assert maps[0][0, :, 5:7].min() == 1 and maps[0][0, :, :4].max() == 0
 
 
 def test_unknown_saliency_method_or_attack_names_the_closest():
@@ -131,7 +209,9 @@ def test_unknown_saliency_method_or_attack_names_the_closest():
         saliency.saliency(model, x, method="smoothgrd")
     with pytest.raises(UnknownNameError, match="Did you mean 'pgd-l2'"):
         attacks.run_attack(model, x, "pgd_l2")
-    assert saliency.METHODS.names() == ["vanilla", "smoothgrad", "ig", "gradcam", "gradcampp"]
+    with pytest.raises(UnknownNameError, match="unknown saliency method 'gradcm'.*<method>\\+vargrad"):
+        saliency.saliency(model, x, method="gradcm+vargrad")
+    assert saliency.METHODS.names() == ["vanilla", "smoothgrad", "ig", "gradcam", "gradcampp", "edge"]
     assert [attacks.ATTACKS[m].norm for m in attacks.ATTACKS] == ["l2", "linf", "linf", "l2", "l2"]
 
 
@@ -153,9 +233,8 @@ def test_gradcam_equals_its_definition():
     feats = model.net[:4](x.requires_grad_(True))  # conv-relu-conv-relu: A (1,8,12,12)
     feats.retain_grad()
     model.net[4:](feats)[0, 2].backward()
-    expected = torch.relu((feats.grad.mean((2, 3))[:, :, None, None] * feats).sum(1))[0]
-    got = saliency.GradCAM(model)(x, target)[0]
-    torch.testing.assert_close(got, (expected / expected.max()).detach())
+    expected = torch.relu((feats.grad.mean((2, 3))[:, :, None, None] * feats).sum(1, keepdim=True))
+    torch.testing.assert_close(saliency.GradCAM(model)(x, target), expected.detach())
 
 
 def test_a_new_cam_overrides_one_function():
@@ -165,8 +244,8 @@ def test_a_new_cam_overrides_one_function():
 
     model = tiny_cnn()
     m = Uniform(model)(images(1), torch.tensor([0]))
-    feats = model.net[:4](images(1)).sum(1)[0].detach()
-    torch.testing.assert_close(m[0], feats / feats.max())
+    feats = model.net[:4](images(1)).sum(1, keepdim=True).detach()
+    torch.testing.assert_close(m, feats)
 
 
 def test_rise_deletion_ranks_a_faithful_map_below_a_reversed_one():
@@ -205,6 +284,37 @@ def test_rise_deletes_to_zeros_of_the_normalised_input():
     p_black = model.net(torch.zeros_like(x)).softmax(1)[0, 0]
     assert black["deletion"][0, -1] == pytest.approx(float(p_black))
     assert abs(float(p_black) - float(p_flat)) > 1e-3  # the two substrates differ for this model
+
+
+def test_faithfulness_correlation_is_one_for_the_exact_contributions_of_a_linear_model():
+    from dlapps.explain.metrics import faithfulness_correlation
+
+    model = linear_cnn(2)
+    x, target = images(2), torch.tensor([0, 1])
+    w = model.net[0].weight.detach()
+    contribution = (w[target] * x).sum(1)  # deleting S to black drops S_y by exactly Σ_S contribution
+    rho = faithfulness_correlation(model, x, contribution, target, runs=30, subset=20)
+    torch.testing.assert_close(rho, torch.ones(2, dtype=rho.dtype))
+    reverse = faithfulness_correlation(model, x, -contribution, target, runs=30, subset=20)
+    torch.testing.assert_close(reverse, -rho)
+    noise = faithfulness_correlation(model, x, torch.rand(2, SIZE, SIZE), target, runs=60, subset=20)
+    assert noise.abs().max() < 0.5
+    with pytest.raises(Exception, match="subset < 144 pixels"):
+        faithfulness_correlation(model, x, contribution, target, subset=224)
+
+
+def test_max_sensitivity_by_hand():
+    from dlapps.explain.metrics import max_sensitivity
+
+    model, x, target = linear_cnn(), images(2), torch.tensor([0, 1])
+    constant = max_sensitivity(x, target, lambda z, t: saliency.saliency(model, z, t, "vanilla"), samples=3)
+    assert constant.abs().max() < 1e-12  # a linear model's gradient does not move with the input
+    got = max_sensitivity(x, target, lambda z, t: z.mean(1), samples=3, radius=0.1, seed=4)
+    g = torch.Generator().manual_seed(4)
+    deltas = [(torch.rand(x.shape, generator=g, dtype=x.dtype) * 2 - 1) * 0.1 for _ in range(3)]
+    moved = torch.stack([d.mean(1).flatten(1).norm(dim=1) for d in deltas])
+    by_hand = moved.amax(0) / x.flatten(1).norm(dim=1)
+    torch.testing.assert_close(got, by_hand)
 
 
 def test_rise_tiles_move_together():

@@ -191,6 +191,44 @@ def test_every_command_end_to_end_on_a_dlapps_checkpoint(digits_run, image_files
     assert res["images"][0]["channels"] == 16 and res["images"][0]["size"] == [24, 24]  # conv5x5 on 28x28
 
 
+def test_saliency_completeness_and_faithfulness_metrics_on_a_checkpoint(digits_run, image_files, tmp_path):
+    model = str(digits_run[0] / "dann-seed0")
+    r = invoke("saliency", str(image_files / "alpha.png"), "--model", model,
+               "--method", "vanilla,ig,gradcam+vargrad", "--baseline", "blurred", "--steps", "4", "--n", "2",
+               "--sigma", "0.1", "--rise-steps", "4",
+               "--faithfulness-runs", "10", "--sensitivity-samples", "1", "--out", str(tmp_path / "s"))
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert res["config"]["baseline"] == "blurred" and res["config"]["methods"][-1] == "gradcam+vargrad"
+    ig, row = res["integrated_gradients"], res["images"][0]
+    assert ig["baseline"] == "blurred" and ig["tolerance"] == 0.05
+    assert row["ig_steps"] in (4, 12, 36, 108, 324, 972) and (row["ig_gap"] <= 0.05) == row["ig_converged"]
+    assert ig["note"] in r.output and ig["note"].startswith("Integrated Gradients")
+    for m in ("vanilla", "ig", "gradcam+vargrad", "random", "random-smooth"):
+        s = res["summary"][m]
+        assert -1 <= s["faithfulness_correlation"] <= 1 and s["max_sensitivity"] >= 0, m
+    page = (tmp_path / "s" / "report.html").read_text()
+    assert "completeness" in page and "max_sensitivity" in page
+
+
+def test_sanity_checks_of_a_checkpoint_flag_the_edge_control(digits_run, image_files, tmp_path):
+    model = str(digits_run[0] / "dann-seed0")
+    r = invoke("sanity", str(image_files / "alpha.png"), "--model", model, "--checks", "model,data",
+               "--method", "vanilla,gradcam,edge", "--epochs", "1", "--train-images", "64", "--out",
+               str(tmp_path / "y"))
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "y" / "results.json").read_text())
+    assert res["command"] == "sanity" and set(res["checks"]) == {"model", "data"}
+    model_check = res["checks"]["model"]
+    assert model_check["steps"] == ["trained", "+classifier.4", "+classifier.2", "+classifier.0",
+                                    "+features.3", "+features.0"]
+    assert "edge" in model_check["flagged"] and "edge" in res["checks"]["data"]["flagged"]
+    assert model_check["summary"]["edge"]["spearman"] == 1.0
+    assert "FLAGGED" in r.output and 0 <= res["checks"]["data"]["info"]["random_label_train_accuracy"] <= 1
+    fragment = (tmp_path / "y" / "report.html").read_text()
+    assert fragment.count("<img") == 4 and "flagged: " in fragment
+
+
 def test_bad_input_is_one_line_naming_the_problem(digits_run, image_files, tmp_path):
     run, _ = digits_run
     model = str(run / "dann-seed0")
@@ -208,6 +246,15 @@ def test_bad_input_is_one_line_naming_the_problem(digits_run, image_files, tmp_p
         "fool", "chelsea", "--model", model, "--method", "fgsm", "--eps", "two", "--out", str(tmp_path / "o")
     )
     assert r.exit_code == 2 and "'two'" in r.output
+    r = invoke("saliency", "chelsea", "--model", model, "--baseline", "blak", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "unknown IG baseline 'blak'. Did you mean 'black'" in r.output
+    r = invoke("saliency", "chelsea", "--model", model, "--steps", "0", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "--steps must be at least 1, got 0" in r.output
+    r = invoke("sanity", "chelsea", "--checks", "modle", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "Did you mean 'model'" in r.output
+    r = invoke("sanity", "chelsea", "--checks", "data", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "efficientnet_lite0 cannot be retrained" in r.output
+    assert "--checks model" in r.output and r.output.strip().count("\n") == 0
 
 
 def test_config_of_another_kind_or_command_is_refused_in_one_line(tmp_path):
@@ -289,6 +336,7 @@ def test_default_command_runs_everything(tmp_path):
         classvis_targets=["goldfish"],
         classvis_iters=3,
         max_iter=5,
+        sensitivity_samples=1,
         progress=False,
     )
     assert set(res["parts"]) == {"saliency", "fool", "classvis", "activations"}

@@ -45,11 +45,19 @@ def adapt(
                                  "efficientnet_lite0): new bottleneck, classifier and discriminator on it"),
     image_size: int = typer.Option(None, help="resize every domain to this size"),
     batchnorm: bool = typer.Option(None, "--batchnorm/--no-batchnorm", help="batch norm in the nets"),
+    input_norm: str = typer.Option(None, help="digit nets' input: instance (default: each image "
+                                   "standardised) or mean (the papers': minus the training mean)"),
+    warmup_acc: float = typer.Option(None, help="alignment terms wait until the held-out source "
+                                     "accuracy reaches this (default 0.5; 0 = no warm-up, the papers')"),
+    reverse_every: int = typer.Option(None, help="reverse validation (a DANN retrained on the target's "
+                                      "pseudo-labels) every k epochs and at the last; 0 = never"),
     config: Path = opt.CONFIG,
     tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="t-SNE figure of the features"),
     a_distance: bool = typer.Option(True, "--a-distance/--no-a-distance", help="proxy A-distance"),
     option: list[str] = METHOD_OPTION,
     workers: int = opt.WORKERS,
+    launcher: str = opt.LAUNCHER,
+    launcher_option: list[str] = opt.LAUNCHER_OPTION,
     quiet: bool = opt.QUIET,
 ) -> None:
     """Train source-only, DANN and train-on-target (or any --methods) and compare them.
@@ -71,10 +79,12 @@ def adapt(
                      lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                      lambda_schedule=lambda_schedule, gamma=gamma, lambda_max=lambda_max,
                      arch=arch, backbone=backbone, image_size=image_size, batchnorm=batchnorm, tsne=tsne,
+                     input_norm=input_norm, warmup_acc=warmup_acc, reverse_every=reverse_every,
                      a_distance=a_distance, method_options=parse_method_options(option))
     base = None if config is not None else make_preset(preset)
     cfg = merge(AdaptConfig, config, overrides, base=base)
-    results = run_adapt(cfg, out=out, resume=resume, progress=not quiet, workers=workers)
+    results = run_adapt(cfg, out=out, resume=resume, progress=not quiet, workers=workers,
+                        launcher=opt.parse_launcher(launcher, launcher_option))
     if from_env().rank != 0:  # under torchrun only the first process reports
         return
     typer.echo(results_text(results))
@@ -98,6 +108,8 @@ def adapt_compare(
     config: Path = opt.CONFIG,
     option: list[str] = METHOD_OPTION,
     workers: int = opt.WORKERS,
+    launcher: str = opt.LAUNCHER,
+    launcher_option: list[str] = opt.LAUNCHER_OPTION,
     quiet: bool = opt.QUIET,
 ) -> None:
     """Every method on every pair with the same network and budget; resumable; one table."""
@@ -112,6 +124,7 @@ def adapt_compare(
                  base=None if config is not None else make_preset(preset))
     out = out or default_run_dir("compare")
     results = run_compare(csv_list(methods) or DEFAULT_METHODS, csv_list(pairs) or DEFAULT_PAIRS,
-                          parse_seeds(seeds), out, base, progress=not quiet, workers=workers)
+                          parse_seeds(seeds), out, base, progress=not quiet, workers=workers,
+                          launcher=opt.parse_launcher(launcher, launcher_option))
     typer.echo(compare_markdown(results))
     typer.echo(f"\ngrid directory: {out}  (report: {Path(out) / 'report.html'})")

@@ -46,7 +46,8 @@ def pair_dir(out: Path, source: str, target: str) -> Path:
     return Path(out) / f"{source}-{target}".replace("/", "_").replace(":", "_")
 
 
-def run_pair(config: AdaptConfig, run_dir: Path, progress: bool = True, workers: int | None = 1) -> dict:
+def run_pair(config: AdaptConfig, run_dir: Path, progress: bool = True, workers: int | None = 1,
+             launcher=None) -> dict:
     """Train (or continue) one pair's run directory with ``config``'s methods and seeds."""
     if (run_dir / CONFIG).is_file():
         saved = load_config(AdaptConfig, run_dir / CONFIG)
@@ -54,12 +55,13 @@ def run_pair(config: AdaptConfig, run_dir: Path, progress: bool = True, workers:
             raise ConfigError(f"{run_dir} was trained with other settings; use another --out "
                               "or the settings of its config.json")
         save_config(config.validate(), run_dir / CONFIG)  # methods/seeds may grow
-        return run_adapt(config, resume=run_dir, progress=progress, workers=workers)
-    return run_adapt(config, out=run_dir, progress=progress, workers=workers)
+        return run_adapt(config, resume=run_dir, progress=progress, workers=workers, launcher=launcher)
+    return run_adapt(config, out=run_dir, progress=progress, workers=workers, launcher=launcher)
 
 
 def run_compare(methods: list[str], pairs: list[str], seeds: list[int], out: Path,
-                base: AdaptConfig | None = None, progress: bool = True, workers: int | None = 1) -> dict:
+                base: AdaptConfig | None = None, progress: bool = True, workers: int | None = 1,
+                launcher=None) -> dict:
     """Run the grid (methods × pairs × seeds) into ``out``; returns the content of its
     ``results.json``. ``base`` holds every other setting (default: the ``fast`` preset)."""
     base = base or AdaptConfig()
@@ -69,7 +71,7 @@ def run_compare(methods: list[str], pairs: list[str], seeds: list[int], out: Pat
     started = time.perf_counter()
     grid = {}
     for (source, target), config in zip(parsed, configs, strict=True):
-        results = run_pair(config, pair_dir(out, source, target), progress, workers)
+        results = run_pair(config, pair_dir(out, source, target), progress, workers, launcher)
         grid[f"{source}:{target}"] = {
             "run_dir": results["run_dir"], "methods": results["summary"]["methods"],
             "paper": paper_numbers(source, target), "epochs": config.epochs,

@@ -27,9 +27,11 @@ import torch
 
 from dlapps.adapt.config import AdaptConfig
 from dlapps.adapt.diagnostics import domain_accuracy, proxy_a_distance, tsne_embedding
+from dlapps.adapt.health import cell_warnings, effective_classes, method_warnings
 from dlapps.adapt.methods import get_method
 from dlapps.adapt.methods.base import Method
 from dlapps.adapt.paper import gap_closed, paper_numbers
+from dlapps.adapt.reverse import reverse_validation
 from dlapps.adapt.selection import criteria, expected_calibration_error, pick
 from dlapps.config import config_dict, load_config, save_config
 from dlapps.data import Domain, load_domain
@@ -37,6 +39,7 @@ from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed
 from dlapps.engine import distributed as ddp
 from dlapps.engine.batches import batched, fixed_sample
 from dlapps.engine.device import environment
+from dlapps.engine.launchers import Launcher, Local, get_launcher
 from dlapps.engine.parallel import run_cells
 from dlapps.engine.schedules import lr_schedule
 from dlapps.errors import ConfigError, DataError
@@ -105,7 +108,8 @@ def build_method(config: AdaptConfig, pair: Pair, method: str, seed: int):
         return get_method(method)(net, config)
     net = build_digits_net(config.resolved_arch(), 3, config.resolved_image_size(),
                            len(pair.source.classes), pair.mean, batchnorm=config.batchnorm,
-                           dropout=config.dropout, domain_hidden=config.domain_hidden)
+                           dropout=config.dropout, domain_hidden=config.domain_hidden,
+                           instance_norm=config.input_norm == "instance")
     return get_method(method)(net, config)
 
 
@@ -134,12 +138,24 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
 
     def evaluate(m) -> dict:
         logits_s, logits_t = batched(m.predict, s.test_x, device), batched(m.predict, t.test_x, device)
+        logits_t_train = batched(m.predict, t_train, device)  # unlabelled
         record = {"source_acc": float((logits_s.argmax(1) == s.test_y).float().mean()),
                   "target_acc": float((logits_t.argmax(1) == t.test_y).float().mean()),
-                  "domain_acc": domain_accuracy(m, s.test_x, t.test_x, device)}
+                  "domain_acc": domain_accuracy(m, s.test_x, t.test_x, device),
+                  "target_classes": effective_classes(logits_t_train)}
+        epoch = len(trainer.history) + 1
+        m.open_gate(record["source_acc"], epoch / config.epochs)  # held-out source: no target label
+        record["gate"] = m.gate_open()
         if config.selection:
+            reverse = None
+            if config.reverse_every and (epoch % config.reverse_every == 0 or epoch == config.epochs):
+                reverse = reverse_validation(
+                    config, lambda: build_method(config, pair, "source", seed).net, t_train,
+                    logits_t_train.argmax(1), s_train, s.test_x, s.test_y, seed, device=device)
             record["target_ece"] = expected_calibration_error(logits_t.softmax(1), t.test_y)
-            record.update(selection_criteria(m, s_train, t_train, s.test_x, logits_s, s.test_y, device))
+            record.update(criteria(batched(m.embed, s_train, device), batched(m.embed, t_train, device),
+                                   logits_t_train, batched(m.embed, s.test_x, device), logits_s, s.test_y,
+                                   reverse=reverse))
         return record
 
     trainer = Trainer(
@@ -159,6 +175,9 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
     if config.selection:
         result["ece"] = last.get("target_ece")
         result["selection"] = pick(history)
+    result["warnings"] = cell_warnings(history, result.get("selection"), len(s.classes))
+    if config.warmup_acc:  # the epoch after which the alignment terms started (None: never)
+        result["gate_epoch"] = next((r["epoch"] for r in history if r.get("gate")), None)
     if (config.a_distance or config.tsne) and dist.main:  # other ranks hold the same model
         fs = batched(method.embed, s.test_x, device).numpy()
         ft = batched(method.embed, t.test_x, device).numpy()
@@ -174,13 +193,6 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
     if dist.main:
         atomic_write_json(cell_dir / FINAL, result)
     return result
-
-
-def selection_criteria(m, s_train, t_train, s_val, logits_s_val, ys_val, device) -> dict[str, float]:
-    """The label-free criteria of :mod:`dlapps.adapt.selection` for the model ``m`` now."""
-    return criteria(batched(m.embed, s_train, device), batched(m.embed, t_train, device),
-                    batched(m.predict, t_train, device), batched(m.embed, s_val, device),
-                    logits_s_val, ys_val)
 
 
 def summarize_selection(cells: list[dict]) -> dict | None:
@@ -206,6 +218,7 @@ def summarize(config: AdaptConfig, runs: list[dict]) -> dict:
         for key in ("source_acc", "target_acc", "domain_acc", "a_distance", "seconds", "ece"):
             row[key] = stat([r[key] for r in cells if r.get(key) is not None])
         row["selection"] = summarize_selection(cells)
+        row["warnings"] = method_warnings(cells)
         per_method[name] = row
     summary: dict = {"methods": per_method, "gap_closed": {}}
     if "source" in per_method and "target" in per_method:
@@ -238,13 +251,18 @@ def prepare_run_dir(config: AdaptConfig, out: Path | None, resume: Path | None) 
 
 
 def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None = None,
-              progress: bool = True, report: bool = True, workers: int | None = 1) -> dict:
+              progress: bool = True, report: bool = True, workers: int | None = 1,
+              launcher: Launcher | str | None = None) -> dict:
     """Run (or resume) an adaptation experiment; returns the content of ``results.json``.
 
     ``workers`` > 1 (``None``: one per core) trains that many CPU cells at once, one process each
-    (:mod:`dlapps.engine.parallel`); a cell's numbers do not depend on where it ran."""
+    (:mod:`dlapps.engine.parallel`); ``launcher`` sends the cells to a Slurm or Ray cluster instead
+    (:mod:`dlapps.engine.launchers`). A cell's numbers do not depend on where it ran."""
+    launcher = get_launcher(launcher)
     config, run_dir = prepare_run_dir(config, out, resume)
     device = resolve_device(config.device, ddp.from_env().local_rank)
+    if ddp.from_env().world > 1 and not isinstance(launcher, Local):
+        raise ConfigError("under torchrun every process is one part of a single run: use the local launcher")
     dist = ddp.setup(device)
     pair = load_pair(config)  # loads (and validates) the data before anything is written
     if dist.main:
@@ -257,7 +275,7 @@ def run_adapt(config: AdaptConfig, out: Path | None = None, resume: Path | None 
     runs, workers = run_cells(
         train_cell, cells, lambda c: run_dir / cell_name(*c) / FINAL,
         lambda c, bar: (config, pair, *c, run_dir / cell_name(*c), device, dist, bar),
-        workers if dist.world == 1 and device.type == "cpu" else 1, progress)
+        workers if dist.world == 1 and device.type == "cpu" else 1, progress, launcher.within(run_dir))
     results = {
         "command": "run",
         "data": {"source": {"name": config.source, "train": len(pair.source.train_y),

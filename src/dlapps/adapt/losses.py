@@ -16,9 +16,35 @@ r"""The pieces several adaptation methods share, written once.
   Source samples may carry weights w_i (WDAN), turning E_p into Σ w_i φ(x_i) / Σ w_i.
 * :func:`coral` — Deep CORAL: ‖C_S − C_T‖²_F / (4 d²), C the d×d feature covariance.
 * :func:`layer_outputs` — the activations of the chosen layers of a :class:`DomainAdaptationNet`.
+* :func:`conditional_entropy` — the cluster assumption's penalty (VADA, DIRT-T):
+  (1/n) Σ_i −Σ_c p_c(x_i) log p_c(x_i), p = softmax(logits), low when every prediction is confident.
+* :func:`vat_loss` — virtual adversarial training (Miyato et al., TPAMI 2018), as VADA and DIRT-T
+  use it on the network's normalised input z: the KL between the prediction at z and at z + r_adv,
+
+  .. math::
+      L_{vat} = \frac{1}{n} \sum_i \mathrm{KL}\big(p(z_i) \,\|\, p(z_i + r_{adv,i})\big), \qquad
+      r_{adv} = ε \frac{d}{\lVert d \rVert}, \quad
+      d = ∇_r \mathrm{KL}\big(p(z) \,\|\, p(z + r)\big)\big|_{r = ξ u / \lVert u \rVert},\ u ∼ N(0, I)
+
+  with p(z) held fixed (no gradient), norms over each sample's values, ε the ball's radius and ξ
+  small: d is one power iteration towards the top eigenvector of the KL's Hessian H at r = 0
+  (d ≈ ξ H u / ‖u‖), the direction the prediction is most sensitive to (:func:`vat_direction`).
+* :func:`class_confusion` — MCC (Jin et al., ECCV 2020) on a target batch of n rows and K classes:
+
+  .. math::
+      Ŷ = \mathrm{softmax}(\text{logits} / T), \quad
+      w_i = \frac{n\,(1 + e^{−H(ŷ_i)})}{\sum_j (1 + e^{−H(ŷ_j)})}, \quad
+      C = Ŷ^⊤ \mathrm{diag}(w)\, Ŷ, \quad
+      \tilde C_{jk} = \frac{C_{jk}}{\sum_{k'} C_{jk'}}, \quad
+      L_{mcc} = \frac{1}{K} \sum_{j ≠ k} \tilde C_{jk}
+
+  the weights w (no gradient) let certain predictions count more; the off-diagonal mass of the
+  row-normalised confusion is how often the batch's predictions mix two classes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -119,3 +145,56 @@ def layer_outputs(net, x: torch.Tensor, layers: list[str] | tuple[str, ...]) -> 
         out[f"hidden{k}"] = h
     out["logits"] = out.pop(f"hidden{k}")
     return out
+
+
+def conditional_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """(1/n) Σ_i −Σ_c p_ic log p_ic with p = softmax(logits) (from log-softmax: stable)."""
+    log_p = logits.float().log_softmax(1)
+    return -(log_p.exp() * log_p).sum(1).mean()
+
+
+def _unit(d: torch.Tensor) -> torch.Tensor:
+    """Each sample (row) divided by its L2 norm over all its values."""
+    return d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (d.dim() - 1))
+
+
+def _kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """Per row KL(softmax(p_logits) ‖ softmax(q_logits))."""
+    log_p, log_q = p_logits.float().log_softmax(1), q_logits.float().log_softmax(1)
+    return (log_p.exp() * (log_p - log_q)).sum(1)
+
+
+def vat_direction(logits_fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, logits: torch.Tensor,
+                  xi: float = 1e-6, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The unit (per sample) direction d of one power iteration from r0 = ξ·unit(u), u ~ N(0, I):
+    d ∝ ∇_r KL(softmax(logits) ‖ softmax(logits_fn(z + r)))|_{r=r0}, without gradient. Computed in
+    float32 outside autocast: a step of ξ = 1e-6 vanishes in bf16."""
+    device = z.device if generator is None else generator.device
+    u = torch.randn(z.shape, generator=generator, device=device).to(z.device)
+    with torch.autocast(z.device.type, enabled=False):
+        r = (xi * _unit(u)).requires_grad_()
+        kl = _kl(logits.detach(), logits_fn(z.detach().float() + r)).sum()
+        (grad,) = torch.autograd.grad(kl, r)
+    return _unit(grad)
+
+
+def vat_loss(logits_fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, logits: torch.Tensor,
+             radius: float, xi: float = 1e-6, generator: torch.Generator | None = None,
+             reduction: str = "mean") -> torch.Tensor:
+    """Virtual adversarial loss: KL(softmax(logits) ‖ softmax(logits_fn(z + r_adv))), r_adv = radius ·
+    :func:`vat_direction` (``logits`` are the clean predictions at z, held fixed); the mean over
+    rows, or each row's (``reduction="none"``)."""
+    r_adv = radius * vat_direction(logits_fn, z, logits, xi, generator)
+    kl = _kl(logits.detach(), logits_fn(z + r_adv.to(z.dtype)))
+    return kl.mean() if reduction == "mean" else kl
+
+
+def class_confusion(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """MCC's loss: the off-diagonal mass of the entropy-weighted, row-normalised class confusion
+    of softmax(logits / T), divided by the number of classes (module docstring)."""
+    n, classes = logits.shape
+    probs = (logits.float() / temperature).softmax(1)
+    w = 1 + torch.exp(-entropy(probs.detach()))
+    confusion = probs.T @ (probs * (n * w / w.sum())[:, None])
+    confusion = confusion / confusion.sum(1, keepdim=True)
+    return (confusion.sum() - confusion.trace()) / classes

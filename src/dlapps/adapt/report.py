@@ -76,14 +76,35 @@ def notes(results: dict) -> list[str]:
             line += f" (paper: {100 * paper_gap:.1f}%)"
         lines.append(line)
     cfg = results["config"]
+    lines.append(robust_rule(cfg, results.get("runs") or []))
     lines.append(f"{cfg['source']} → {cfg['target']}, {cfg['epochs']} epochs, preset {cfg['preset']}, "
                  f"last-epoch numbers (no checkpoint picked with target labels); paper column: "
                  "ICML 2015 (JMLR 2016) target accuracy")
     return lines
 
 
+def warning_lines(methods: dict) -> list[str]:
+    """'⚠ method: warning (seeds …)' for every failure signature :mod:`.health` found."""
+    return [f"⚠ {name}: {line}" for name, row in methods.items() for line in row.get("warnings") or []]
+
+
+def robust_rule(cfg: dict, runs: list[dict]) -> str:
+    """The line that states the run's robust rules (issue 16) — or that they were off."""
+    norm = ("input: each image standardised per channel (instance normalisation)"
+            if cfg.get("input_norm", "mean") == "instance"
+            else "input: minus the training mean (the papers')")
+    warmup = cfg.get("warmup_acc") or 0.0
+    if not warmup:
+        return f"{norm}; no warm-up (alignment terms from the first step, as the papers)"
+    opened = sorted({r.get("gate_epoch") for r in runs if r.get("gate_epoch") is not None})
+    when = f"; opened after epoch {', '.join(map(str, opened))}" if opened else ""
+    return (f"{norm}; warm-up: the alignment terms wait until the held-out source accuracy reaches "
+            f"{warmup:.2f}, then their λ schedule starts from 0{when}")
+
+
 def results_text(results: dict) -> str:
-    out = [text_table(COLUMNS, rows(results)), ""] + notes(results)
+    out = [text_table(COLUMNS, rows(results)), "", *warning_lines(results["summary"]["methods"]),
+           *notes(results)]
     selection = selection_rows(results["summary"]["methods"])
     if selection:
         out += ["", text_table(SELECTION_COLUMNS, selection), SELECTION_NOTE]
@@ -93,7 +114,7 @@ def results_text(results: dict) -> str:
 def results_markdown(results: dict) -> str:
     out = [markdown_table(COLUMNS, rows(results))]
     selection = selection_markdown(results)
-    out += ["", *(f"- {n}" for n in notes(results))]
+    out += ["", *(f"- {n}" for n in warning_lines(results["summary"]["methods"]) + notes(results))]
     return "\n".join(out + ([f"\n{selection}"] if selection else []))
 
 
@@ -103,15 +124,18 @@ def results_html(results: dict) -> str:
         for m in results["summary"]["methods"] if _known(m)
     )
     note = "".join(f"<li>{html.escape(n)}</li>" for n in notes(results))
-    return (html_table(COLUMNS, rows(results), "results") + f"<ul class=notes>{note}</ul>"
+    warn = "".join(f"<li class=warning>{html.escape(n)}</li>"
+                   for n in warning_lines(results["summary"]["methods"]))
+    return (html_table(COLUMNS, rows(results), "results")
+            + (f"<ul class=warnings>{warn}</ul>" if warn else "") + f"<ul class=notes>{note}</ul>"
             + selection_html(results) + f"<ul class=methods>{descriptions}</ul>")
 
 
 # --- label-free selection (one run) and the method × pair grid of ``dlapps adapt compare`` ---------
 
-SELECTION_RULES = ["last", "entropy", "im", "dev", "reverse", "oracle"]
-SELECTION_COLUMNS = ["method", "last epoch", "entropy ↓", "info-max ↑", "DEV ↓", "reverse val. ↑",
-                     "oracle (target labels)", "target ECE (last)"]
+SELECTION_RULES = ["last", "entropy", "im", "snd", "dev", "reverse", "reverse-linear", "oracle"]
+SELECTION_COLUMNS = ["method", "last epoch", "entropy ↓", "info-max ↑", "SND ↑", "DEV ↓", "reverse val. ↑",
+                     "reverse (linear) ↑", "oracle (target labels)", "target ECE (last)"]
 
 
 def selection_rows(methods: dict) -> list[list[str]]:
@@ -194,8 +218,11 @@ def ranking_lines(results: dict, reference: str = "dann") -> list[str]:
         adapted = {m: a for m, a in acc.items() if m != "source"}
         parts = []
         if "source" in acc and adapted:
-            above = sum(a > acc["source"] for a in adapted.values())
-            parts.append(f"{above} of {len(adapted)} methods above source-only ({acc['source']:.3f})")
+            above = sum(a >= acc["source"] for a in adapted.values())
+            parts.append(f"{above} of {len(adapted)} methods at or above source-only ({acc['source']:.3f})")
+            chance = [m for m, a in adapted.items() if a < 0.15 <= acc["source"]]
+            if chance:
+                parts.append(f"at chance (< 0.15) where source-only is not: {', '.join(chance)}")
         if reference in acc and adapted:
             best = max(adapted, key=adapted.get)
             parts.append(f"best {best} {adapted[best]:.3f} ({100 * (adapted[best] - acc[reference]):+.1f} "
@@ -205,6 +232,34 @@ def ranking_lines(results: dict, reference: str = "dann") -> list[str]:
                 parts.append(f"{reference}+self-train {100 * gain:+.1f} points vs {reference}")
         if parts:
             lines.append(f"{pair.replace(':', ' → ')}: " + "; ".join(parts))
+    return lines
+
+
+def gap_lines(results: dict) -> list[str]:
+    """Per pair with both source-only and train-on-target: the share of the gap DANN and the best
+    method close, and the criteria that pick within 2 points of the oracle for that method."""
+    lines = []
+    for pair in results["pairs"]:
+        rows = results["grid"][pair]["methods"]
+        acc = {m: v["target_acc"]["mean"] for m, v in rows.items() if (v.get("target_acc") or {}).get("mean")
+               is not None}
+        if not {"source", "target"} <= set(acc) or acc["target"] <= acc["source"]:
+            continue
+        gap = {m: (a - acc["source"]) / (acc["target"] - acc["source"]) for m, a in acc.items()
+               if m not in ("source", "target")}
+        if not gap:
+            continue
+        best = max(gap, key=gap.get)
+        sel = rows[best].get("selection") or {}
+        near = [r for r in SELECTION_RULES[1:-1] if r in sel
+                and sel["oracle"]["target_acc"]["mean"] - sel[r]["target_acc"]["mean"] <= 0.02 + 1e-9]
+        seconds = (rows[best].get("seconds") or {}).get("mean")
+        lines.append(f"{pair.replace(':', ' → ')}: gap closed (source-only {acc['source']:.3f} → "
+                     f"target {acc['target']:.3f}): "
+                     + (f"dann {100 * gap['dann']:.1f}%, " if "dann" in gap else "")
+                     + f"best {best} {100 * gap[best]:.1f}%"
+                     + (f" ({seconds:.0f} s per cell)" if seconds else "")
+                     + f"; within 2 points of the oracle for {best}: {', '.join(near) or 'none'}")
     return lines
 
 
@@ -218,7 +273,9 @@ def compare_notes(results: dict) -> list[str]:
             f"{cfg['batch_size']} + {cfg['batch_size']}"
             + (f", at most {cfg['train_limit']} training images per domain" if cfg.get("train_limit") else "")
             + "; bold: best per pair; paper: Ganin & Lempitsky 2015 (MNIST → MNIST-M only)",
-            *ranking_lines(results), *selection_gap_lines(results)]
+            *ranking_lines(results), *gap_lines(results), *selection_gap_lines(results),
+            *(f"{pair.replace(':', ' → ')}: {w}" for pair in results["pairs"]
+              for w in warning_lines(results["grid"][pair]["methods"]))]
 
 
 def compare_markdown(results: dict) -> str:

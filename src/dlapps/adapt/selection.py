@@ -1,25 +1,39 @@
 r"""Choosing a checkpoint without target labels, and calibration under shift.
 
-At the end of every epoch the engine's ``evaluate`` records, besides the test accuracies, four
-label-free criteria computed from the *training* images of the target (unlabelled) and labelled
-*held-out source* images (the source test split), and the expected calibration error on the
-target. After training, :func:`pick` reports the target accuracy of the epoch each criterion
+At the end of every epoch the engine's ``evaluate`` records, besides the test accuracies, the
+label-free criteria below, computed from the *training* images of the target (unlabelled) and
+labelled *held-out source* images (the source test split), and the expected calibration error on
+the target. After training, :func:`pick` reports the target accuracy of the epoch each criterion
 chooses, next to the last epoch and the oracle (the best epoch by target test labels — which a
-real user cannot compute, marked ``"oracle": true``).
+real user cannot compute, marked ``"oracle": true``). Epochs without a criterion's value (one
+not computed every epoch) are skipped.
 
 Criteria (the arrow says which way is better):
 
 * ``entropy`` ↓ — mean prediction entropy on the target, (1/n) Σ_j H(p(x_j)).
 * ``im`` ↑ — information maximisation, H(mean_j p(x_j)) − mean_j H(p(x_j)): confident *and*
   diverse predictions (Gomes et al. 2010; SHOT).
+* ``snd`` ↑ — soft neighbourhood density (Saito et al., ICCV 2021). With p̂_j = p(x_j)/‖p(x_j)‖₂
+  the normalised target predictions, S_jk = p̂_j·p̂_k (S_jj = −∞: no point is its own
+  neighbour) and Q_j = softmax_k(S_jk/τ), τ = 0.05,
+  SND = (1/n) Σ_j H(Q_j) = −(1/n) Σ_j Σ_k Q_jk log Q_jk.
+  High when every prediction has many near neighbours (dense, well-separated clusters of
+  predictions); identical predictions everywhere reach the maximum log(n − 1), so a model that
+  collapsed onto one class scores high too. O(n²) on n predictions: negligible.
 * ``dev`` ↓ — deep embedded validation (You et al., ICML 2019): a logistic domain classifier on
   the features gives importance weights w(x) = (n_s/n_t) p(T|x)/p(S|x) on held-out source; the
   risk is the weighted source loss with a control variate,
   R = mean(w ℓ) + η mean(w) − η,  η = −Cov(w ℓ, w)/Var(w).
-* ``reverse`` ↑ — reverse validation (Zhong et al. 2010; Ganin et al. 2016): a *reverse*
-  classifier trained on the target with the model's pseudo-labels, tested on labelled held-out
-  source. Here the reverse classifier is a softmax regression on the model's (frozen) features,
-  a cheap stand-in for retraining a network every epoch.
+* ``reverse`` ↑ — reverse validation (Zhong et al. 2010; Ganin et al. 2016) as the papers define
+  it: a *reverse* DANN trained from scratch on the target with the model's pseudo-labels (the
+  source images its unlabelled target), tested on labelled held-out source
+  (:mod:`dlapps.adapt.reverse`). It costs a training of its own (by default about 1.2 epochs
+  of the default experiment), so the caller computes it when it chooses and hands the score to
+  :func:`criteria`; epochs without it are skipped by :func:`pick`.
+* ``reverse-linear`` ↑ — a cheap stand-in for ``reverse``: the reverse classifier is a softmax
+  regression on the model's own (frozen) features, fitted on the pseudo-labelled target. It
+  retrains no network, but the features it reuses were shaped by the model being judged, so it
+  asks less of the pseudo-labels than the real thing.
 
 ``ece`` (Guo et al. 2017): Σ_b |B_b|/n · |acc(B_b) − conf(B_b)| over 15 equal-width confidence
 bins, on the target test split.
@@ -33,13 +47,16 @@ import torch
 import torch.nn.functional as F
 
 from dlapps.adapt.losses import entropy
+from dlapps.errors import ConfigError
 
 # criterion -> (history key, +1 if larger is better else -1)
 CRITERIA: dict[str, tuple[str, int]] = {
     "entropy": ("sel_entropy", -1),
     "im": ("sel_im", +1),
+    "snd": ("sel_snd", +1),
     "dev": ("sel_dev", -1),
     "reverse": ("sel_reverse", +1),
+    "reverse-linear": ("sel_reverse_linear", +1),
 }
 
 
@@ -96,24 +113,40 @@ def dev_risk(fs_train: torch.Tensor, ft_train: torch.Tensor, fs_val: torch.Tenso
     return float(weighted.mean() + eta * w.mean() - eta)
 
 
-def reverse_validation(ft: torch.Tensor, pseudo: torch.Tensor, fs_val: torch.Tensor,
-                       ys_val: torch.Tensor, classes: int) -> float:
-    """Accuracy on held-out source of a classifier trained on pseudo-labelled target features."""
+def snd(probs: torch.Tensor, temperature: float = 0.05) -> float:
+    """SND of predictions ``probs`` (n × C, n ≥ 2): mean entropy of the rows of
+    softmax(P̂ P̂ᵀ / τ) with the diagonal left out (higher is better)."""
+    if len(probs) < 2:
+        raise ConfigError(f"soft neighbourhood density needs at least 2 predictions, got {len(probs)}")
+    unit = F.normalize(probs.float(), dim=1)
+    similarity = (unit @ unit.T).fill_diagonal_(float("-inf"))
+    return float(entropy((similarity / temperature).softmax(1)).mean())
+
+
+def reverse_validation_linear(ft: torch.Tensor, pseudo: torch.Tensor, fs_val: torch.Tensor,
+                              ys_val: torch.Tensor, classes: int) -> float:
+    """Accuracy on held-out source of a softmax regression trained on pseudo-labelled target
+    features (the stand-in for :func:`dlapps.adapt.reverse.reverse_validation`)."""
     reverse = fit_linear(ft, pseudo, classes)
     return float((reverse(fs_val).argmax(1) == ys_val).float().mean())
 
 
 def criteria(fs_train: torch.Tensor, ft_train: torch.Tensor, logits_t_train: torch.Tensor,
-             fs_val: torch.Tensor, logits_s_val: torch.Tensor, ys_val: torch.Tensor) -> dict[str, float]:
-    """The four criteria of one model from its features and logits (rows: samples)."""
+             fs_val: torch.Tensor, logits_s_val: torch.Tensor, ys_val: torch.Tensor,
+             reverse: float | None = None) -> dict[str, float]:
+    """The criteria of one model from its features and logits (rows: samples); ``sel_reverse``
+    only when the caller computed ``reverse`` (:func:`dlapps.adapt.reverse.reverse_validation`)."""
     classes = logits_t_train.shape[1]
     probs_t = logits_t_train.float().softmax(1)
     losses = F.cross_entropy(logits_s_val.float(), ys_val, reduction="none")
     return {
         "sel_entropy": float(entropy(probs_t).mean()),
         "sel_im": information_maximization(probs_t),
+        "sel_snd": snd(probs_t),
         "sel_dev": dev_risk(fs_train, ft_train, fs_val, losses),
-        "sel_reverse": reverse_validation(ft_train, probs_t.argmax(1), fs_val, ys_val, classes),
+        "sel_reverse_linear": reverse_validation_linear(ft_train, probs_t.argmax(1), fs_val, ys_val,
+                                                        classes),
+        **({} if reverse is None else {"sel_reverse": reverse}),
     }
 
 

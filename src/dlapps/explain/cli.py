@@ -1,7 +1,9 @@
 """``dlapps explain ...``: look inside a CNN by its gradients with respect to the input.
 
     dlapps explain                                   everything below on the bundled photos, offline
-    dlapps explain saliency IMAGE... [--method vanilla,smoothgrad,ig,gradcam]
+    dlapps explain saliency IMAGE... [--method vanilla,smoothgrad,ig,gradcam,ig+smoothgrad,...]
+                    [--baseline black|blurred|uniform] [--steps 32] [--n 16 --sigma 0.15] [--reduction ...]
+    dlapps explain sanity IMAGE... [--checks model,data] [--method vanilla,smoothgrad,ig,gradcam,edge]
     dlapps explain fool IMAGE... --target quail [--method naive,fgsm,pgd,pgd-l2,deepfool] [--epsilons ...]
     dlapps explain classvis --target "Yorkshire terrier" [--init IMAGE] [--lr 5 --l2 1e-3 --seeds 0,1 ...]
     dlapps explain compare --target tarantula        the class-visualisation settings as one grid
@@ -39,6 +41,28 @@ IMAGES = typer.Argument(
 )
 IMAGE_SIZE = typer.Option(None, help="crop size (backbones; default their own, 224)")
 C = TypeVar("C")
+METHOD_HELP = ("comma-separated: vanilla, smoothgrad, ig, gradcam, gradcampp, edge (a model-free control), "
+               "and any of them smoothed: <method>+smoothgrad, <method>+vargrad (e.g. ig+smoothgrad)")
+REDUCTION = typer.Option(None, help="channels -> map: max-abs, sum, sum-abs, abs-sum; "
+                         "default each method's own")
+BASELINE = typer.Option(None, help="Integrated Gradients' baseline: black (default), blurred, uniform "
+                        "(noise averaged: expected gradients)")
+STEPS = typer.Option(None, help="Integrated Gradients' Riemann steps (the first, with --ig-tolerance); "
+                     "default 32")
+IG_TOLERANCE = typer.Option(None, help="completeness gap IG triples its steps until (0: exactly --steps)")
+IG_MAX_STEPS = typer.Option(None, help="IG's refinement stops before passing this; default 2592")
+IG_MAX_SECONDS = typer.Option(None, help="... or this time (seconds per batch); default 600")
+N = typer.Option(None, help="noisy copies of SmoothGrad / VarGrad; default 16")
+SIGMA = typer.Option(None, help="their noise std in pixel units ([0,1] images); default 0.15")
+
+
+def _method_options(method: str | None, reduction: str | None, baseline: str | None, steps: int | None,
+                    ig_tolerance: float | None, ig_max_steps: int | None, ig_max_seconds: float | None,
+                    n: int | None, sigma: float | None) -> dict[str, Any]:
+    """The settings every map-making command shares, as config overrides."""
+    return {"methods": csv_list(method), "reduction": reduction, "baseline": baseline, "steps": steps,
+            "ig_tolerance": ig_tolerance, "ig_max_steps": ig_max_steps, "ig_max_seconds": ig_max_seconds,
+            "n": n, "sigma": sigma}
 
 
 def _numbers(text: str | None) -> list[float] | None:
@@ -117,31 +141,81 @@ def explain(
 @user_errors
 def saliency(
     images: list[str] = IMAGES,
-    method: str = typer.Option(
-        None, help="comma-separated: vanilla, smoothgrad, ig, gradcam, gradcampp; "
-        "default vanilla,smoothgrad,ig,gradcam"
-    ),
+    method: str = typer.Option(None, help=METHOD_HELP + "; default vanilla,smoothgrad,ig,gradcam"),
     target: str = typer.Option(None, help="class to explain (name or index); default the prediction"),
     true: str = typer.Option(None, help="comma-separated true classes of the images, for the figure"),
+    reduction: str = REDUCTION, baseline: str = BASELINE, steps: int = STEPS,
+    ig_tolerance: float = IG_TOLERANCE, ig_max_steps: int = IG_MAX_STEPS,
+    ig_max_seconds: float = IG_MAX_SECONDS, n: int = N, sigma: float = SIGMA,
     rise_steps: int = typer.Option(None, help="points of the deletion/insertion curves; default 24"),
     patch: int = typer.Option(None, help="RISE tile size in pixels (default 1: single pixels, as RISE)"),
     deletion_to: str = typer.Option(
         None, help="what deleted pixels become: mean (default: zeros of the normalised input, as RISE) "
         "or black"
     ),
+    faithfulness_runs: int = typer.Option(None, help="random pixel subsets of the faithfulness correlation; "
+                                          "default 100"),
+    faithfulness_subset: int = typer.Option(None, help="pixels per subset; default 224"),
+    sensitivity_samples: int = typer.Option(None, help="perturbations of max-sensitivity (0: skip); "
+                                            "default 5"),
     model: str = MODEL, image_size: int = IMAGE_SIZE,
     out: Path = OUT, quiet: bool = QUIET, device: str = DEVICE, config: Path = CONFIG,
 ) -> None:
-    """Saliency maps with the RISE deletion/insertion AUCs (against a random map)."""
+    """Saliency maps, IG's completeness per image, and faithfulness: RISE deletion/insertion,
+    faithfulness correlation, max-sensitivity (against two random maps)."""
     from dlapps.explain.config import SaliencyConfig
     from dlapps.explain.experiment import run_saliency
 
     _, res = _run(SaliencyConfig, run_saliency, config, out, quiet, device, images=images or None,
-                  methods=csv_list(method), target=target, true_labels=csv_list(true), rise_steps=rise_steps,
-                  patch=patch, deletion_to=deletion_to, model=model, image_size=image_size)
-    _echo(res, [*(f"{name:11s} deletion AUC {s['deletion_auc']:.3f}  insertion AUC {s['insertion_auc']:.3f}  "
-                  f"{s['seconds_per_map']:.2f} s/map" for name, s in res["summary"].items()),
-                *(f"{r['image']}: {r['predicted']} ({r['probability']:.2f})" for r in res["images"])])
+                  target=target, true_labels=csv_list(true), rise_steps=rise_steps, patch=patch,
+                  deletion_to=deletion_to, faithfulness_runs=faithfulness_runs,
+                  faithfulness_subset=faithfulness_subset, sensitivity_samples=sensitivity_samples,
+                  model=model, image_size=image_size,
+                  **_method_options(method, reduction, baseline, steps, ig_tolerance, ig_max_steps,
+                                    ig_max_seconds, n, sigma))
+    ig = [res["integrated_gradients"]["note"]] if res["integrated_gradients"] else []
+    numbers = lambda s: "  ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in s.items()  # noqa: E731
+                                  if k != "seconds_per_map")
+    _echo(res, [*(f"{name:14s} {numbers(s)}  {s['seconds_per_map']:.2f} s/map"
+                  for name, s in res["summary"].items()),
+                *ig, *(f"{r['image']}: {r['predicted']} ({r['probability']:.2f})" for r in res["images"])])
+
+
+@app.command()
+@user_errors
+def sanity(
+    images: list[str] = IMAGES,
+    checks: str = typer.Option(None, help="comma-separated: model (cascading randomisation of the layers, "
+                               "default), data (retrained on permuted labels: the digits networks of "
+                               "dlapps adapt)"),
+    method: str = typer.Option(None, help=METHOD_HELP + "; default vanilla,smoothgrad,ig,gradcam,edge"),
+    target: str = typer.Option(None, help="class to explain (name or index); default the prediction"),
+    max_layers: int = typer.Option(None, help="layers randomised one at a time, from the top; default 12"),
+    flag_at: float = typer.Option(None, help="flag a method still this rank-similar at full randomisation; "
+                                  "default 0.5"),
+    epochs: int = typer.Option(None, help="epochs of the random-label retraining (data); default 30"),
+    train_images: int = typer.Option(None, help="training images it memorises (data); default 2000"),
+    seed: int = typer.Option(None, help="of the re-initialisation and the permutation; default 0"),
+    reduction: str = REDUCTION, baseline: str = BASELINE, steps: int = STEPS,
+    ig_tolerance: float = IG_TOLERANCE, ig_max_steps: int = IG_MAX_STEPS,
+    ig_max_seconds: float = IG_MAX_SECONDS, n: int = N, sigma: float = SIGMA,
+    model: str = MODEL, image_size: int = IMAGE_SIZE,
+    out: Path = OUT, quiet: bool = QUIET, device: str = DEVICE, config: Path = CONFIG,
+) -> None:
+    """Sanity checks (Adebayo et al. 2018): do the maps change when the model does?"""
+    from dlapps.explain.config import SanityConfig
+    from dlapps.explain.experiment import run_sanity
+
+    _, res = _run(SanityConfig, run_sanity, config, out, quiet, device, images=images or None,
+                  checks=csv_list(checks), target=target, max_layers=max_layers, flag_at=flag_at,
+                  epochs=epochs,
+                  train_images=train_images, seed=seed, model=model, image_size=image_size,
+                  **_method_options(method, reduction, baseline, steps, ig_tolerance, ig_max_steps,
+                                    ig_max_seconds, n, sigma))
+    flag = "  FLAGGED: its maps do not depend on the weights"
+    _echo(res, (f"{name:5s} {m:20s} Spearman {s['spearman']:6.3f}  SSIM {s['ssim']:6.3f} at "
+                f"{check['steps'][-1]}" + (flag if s["flagged"] else "")
+                for name, check in res["checks"].items() for m, s in check["summary"].items()))
 
 
 @app.command()

@@ -80,27 +80,100 @@ class ImagesConfig(ExplainConfig):
 
 
 @dataclass
-class SaliencyConfig(ImagesConfig):
-    """``dlapps explain saliency``: maps and their RISE deletion/insertion AUCs."""
+class MethodsConfig(ImagesConfig):
+    """A command that computes saliency maps: the methods and their settings."""
 
-    command: str = "saliency"
     methods: list[str] = field(default_factory=lambda: ["vanilla", "smoothgrad", "ig", "gradcam"])
     target: str | None = None  # class explained (name or index); None: each image's prediction
-    true_labels: list[str] | None = None  # for the figure; None: the bundled photos' known labels
-    rise_steps: int = 24
-    patch: int = 1  # RISE tile side in pixels (1: single pixels, as RISE)
-    deletion_to: str = "mean"  # what deleted pixels become: mean (RISE) or black
+    reduction: str | None = None  # channels -> map: max-abs, sum, sum-abs, abs-sum; None: each method's own
+    baseline: str = "black"  # Integrated Gradients' x̄: black, blurred, uniform (expected gradients)
+    steps: int = 32  # IG's Riemann steps (the first of the refinement with a tolerance)
+    ig_tolerance: float | None = 0.05  # completeness gap IG refines to; None or 0: exactly `steps`
+    ig_max_steps: int = 2592  # 32·3⁴
+    ig_max_seconds: float = 600.0  # per batch of images
+    n: int = 16  # noisy copies of SmoothGrad / VarGrad
+    sigma: float = 0.15  # their noise std, pixel units
+
+    def method_options(self) -> dict[str, Any]:
+        """The keyword options of :func:`dlapps.explain.saliency.attribute` (each method takes its own)."""
+        return {"steps": self.steps, "baseline": self.baseline, "tolerance": self.ig_tolerance or None,
+                "max_steps": self.ig_max_steps, "max_seconds": self.ig_max_seconds, "n": self.n,
+                "sigma": self.sigma}
 
     def check(self) -> None:
-        from dlapps.explain.metrics import SUBSTRATES
-        from dlapps.explain.saliency import METHODS
+        from dlapps.explain.saliency import IG_BASELINES, METHODS, REDUCTIONS
 
         super().check()
         self._need(self.methods, "at least one saliency method")
         for m in self.methods:
             METHODS.check(m)
+        if self.reduction is not None:
+            REDUCTIONS.check(self.reduction)
+        IG_BASELINES.check(self.baseline)
+        self._at_least(1, "--steps", self.steps)
+        self._at_least(1, "--n", self.n)
+        if self.ig_max_steps < self.steps:
+            raise ConfigError(f"--ig-max-steps ({self.ig_max_steps}) is below --steps ({self.steps})")
+        if self.sigma < 0 or (self.ig_tolerance or 0) < 0 or not self.ig_max_seconds > 0:
+            raise ConfigError(f"--sigma and --ig-tolerance must not be negative and --ig-max-seconds must be "
+                              f"positive, got {self.sigma}, {self.ig_tolerance}, {self.ig_max_seconds}")
+
+
+@dataclass
+class SaliencyConfig(MethodsConfig):
+    """``dlapps explain saliency``: maps, IG's completeness, and their faithfulness: RISE
+    deletion/insertion AUCs, faithfulness correlation and max-sensitivity."""
+
+    command: str = "saliency"
+    true_labels: list[str] | None = None  # for the figure; None: the bundled photos' known labels
+    rise_steps: int = 24
+    patch: int = 1  # RISE tile side in pixels (1: single pixels, as RISE)
+    deletion_to: str = "mean"  # what deleted pixels become: mean (RISE) or black
+    faithfulness_runs: int = 100  # random subsets of the faithfulness correlation (Quantus: 100)
+    faithfulness_subset: int = 224  # pixels per subset (Quantus: 224)
+    sensitivity_samples: int = 5  # perturbations of max-sensitivity (Quantus: 200); 0: not measured
+    sensitivity_radius: float = 0.2  # their U(−r, r) noise (Quantus: 0.2)
+
+    def check(self) -> None:
+        from dlapps.explain.metrics import SUBSTRATES
+
+        super().check()
         SUBSTRATES.check(self.deletion_to)
-        self._at_least(1, "--rise-steps and --patch", self.rise_steps, self.patch)
+        self._at_least(1, "--rise-steps, --patch and --faithfulness-subset", self.rise_steps, self.patch,
+                       self.faithfulness_subset)
+        self._at_least(2, "--faithfulness-runs", self.faithfulness_runs)
+        self._at_least(0, "--sensitivity-samples", self.sensitivity_samples)
+        if not self.sensitivity_radius > 0:
+            raise ConfigError(f"--sensitivity-radius must be positive, got {self.sensitivity_radius}")
+
+
+@dataclass
+class SanityConfig(MethodsConfig):
+    """``dlapps explain sanity``: Adebayo et al.'s sanity checks — each method's maps as the
+    network's layers are randomised from the top (``model``) and after retraining on permuted labels
+    (``data``, digits networks only)."""
+
+    command: str = "sanity"
+    methods: list[str] = field(default_factory=lambda: ["vanilla", "smoothgrad", "ig", "gradcam", "edge"])
+    checks: list[str] = field(default_factory=lambda: ["model"])
+    ig_tolerance: float | None = None  # maps are compared, not summed: IG at exactly `steps`
+    max_layers: int = 12  # layers randomised one at a time
+    flag_at: float = 0.5  # a method still this rank-similar at full randomisation is flagged
+    epochs: int = 30  # of the random-label retraining (data check)
+    train_images: int = 2000  # ... on this many training images
+    seed: int = 0  # of the re-initialisation and the label permutation
+
+    def check(self) -> None:
+        from dlapps.explain.sanity import CHECKS
+
+        super().check()
+        self._need(self.checks, "--checks: model and/or data")
+        for name in self.checks:
+            CHECKS.check(name)
+        self._at_least(1, "--max-layers and --epochs", self.max_layers, self.epochs)
+        self._at_least(2, "--train-images", self.train_images)
+        if not -1 <= self.flag_at <= 1:
+            raise ConfigError(f"--flag-at is a rank correlation in [-1, 1], got {self.flag_at}")
 
 
 @dataclass
@@ -211,6 +284,7 @@ class AllConfig(ExplainConfig):
     classvis_targets: list[str] = field(default_factory=lambda: ["tarantula", "goldfish"])
     classvis_iters: int = 60
     max_iter: int = 100
+    sensitivity_samples: int = 2  # max-sensitivity recomputes every map (IG too) this many times
 
     def check(self) -> None:
         self._need(self.photos, IMAGES)

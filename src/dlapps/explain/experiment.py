@@ -3,6 +3,7 @@
 holds: ``kind = "explain"``, the sub-command in ``command``).
 
     run_saliency(images=["chelsea"], out="runs/sal")
+    run_sanity(images=["chelsea"], methods=["vanilla", "gradcam", "edge"])
     run_fool(images=["coffee"], target="quail", methods=["naive", "fgsm", "pgd", "deepfool"])
     run_classvis(targets=["tarantula"], iters=100)
     run_compare(target="tarantula")
@@ -16,6 +17,7 @@ Each takes its config (:mod:`dlapps.explain.config`) and/or the config's fields 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -35,11 +37,13 @@ from dlapps.explain.config import (
     CompareConfig,
     ExplainConfig,
     FoolConfig,
+    MethodsConfig,
     SaliencyConfig,
+    SanityConfig,
 )
 from dlapps.explain.inputs import load_images, resolve_class
 from dlapps.explain.models import ExplainModel, load_model
-from dlapps.explain.saliency import BASELINES, saliency
+from dlapps.explain.saliency import BASELINES, IGResult, attribute, saliency
 from dlapps.runs import write_results
 
 C = TypeVar("C", bound=ExplainConfig)
@@ -101,18 +105,52 @@ def _tag(name: str, seed: int, seeds: Sequence[int]) -> str:
 # --- saliency ----------------------------------------------------------------------------------
 
 
+def _maps(model: ExplainModel, x: torch.Tensor, cls: torch.Tensor, c: MethodsConfig,
+          ) -> tuple[dict[str, torch.Tensor], dict[str, float], IGResult | None]:
+    """Each method's normalised maps, its seconds per map, and IG's result (completeness) when
+    ``ig`` is among the methods."""
+    from dlapps.explain.saliency import METHODS, integrated_gradients, normalise, reduce
+
+    options, maps, timing, ig = c.method_options(), {}, {}, None
+    for m in c.methods:
+        start = time.perf_counter()
+        if m == "ig":
+            ig = integrated_gradients(model, x, cls, **{k: options[k] for k in METHODS["ig"].options
+                                                         if k in options})
+            attributions = ig.attributions
+        else:
+            attributions = attribute(model, x, cls, m, **options)
+        maps[m] = normalise(reduce(attributions, c.reduction or METHODS[m].reduction))
+        timing[m] = (time.perf_counter() - start) / len(x)
+    return maps, timing, ig
+
+
+def _explainer(model: ExplainModel, method: str, c: MethodsConfig, ig: IGResult | None):
+    """(x, target) -> normalised maps of ``method`` as run on the clean images — IG at the steps it
+    took there (a perturbed image is not refined again); a random map is redrawn at each call."""
+    if method in BASELINES:
+        draws = itertools.count(1)
+        return lambda z, t: BASELINES[method](model, z, t, seed=next(draws))
+    options = c.method_options()
+    if method == "ig" and ig is not None:
+        options.update(tolerance=None, steps=int(ig.steps.max()))
+    return lambda z, t: saliency(model, z, t, method, c.reduction, **options)
+
+
 def run_saliency(config: SaliencyConfig | None = None, out: Path | None = None, *,
                  model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
-    """Saliency maps of the predicted (or ``target``) class, with RISE deletion/insertion AUCs.
+    """Saliency maps of the predicted (or ``target``) class, Integrated Gradients' completeness
+    gap per image, and the maps' faithfulness: RISE deletion/insertion AUCs, faithfulness
+    correlation and max-sensitivity, with two random maps (i.i.d. and smooth noise) beside.
 
-    The AUCs of two random-map baselines (i.i.d. and smooth noise) are reported beside each
-    method's. RISE perturbs single pixels (``patch=1``, the default) or tiles (see
+    RISE perturbs single pixels (``patch=1``, the default) or tiles (see
     :mod:`dlapps.explain.metrics`).
     """
-    from dlapps.explain.metrics import deletion_substrate, rise_curves
+    from dlapps.explain import metrics
+    from dlapps.explain.saliency import steps_note
 
     c, out, model = _prepare(SaliencyConfig, config, settings, out, model)
-    substrate = deletion_substrate(model, c.deletion_to).flatten().tolist()
+    substrate = metrics.deletion_substrate(model, c.deletion_to).flatten().tolist()
     names, x = _batch(model, c.images)
     pred, prob = model.predict(x)
     cls = _targets(model, c.target, len(x))
@@ -122,13 +160,20 @@ def run_saliency(config: SaliencyConfig | None = None, out: Path | None = None, 
         raise ConfigError(f"{len(truth)} true labels for {len(names)} images")
     with torch.no_grad():
         probs = model.net(x).softmax(1)
-    maps, rows, timing = {}, [], {}
-    for m in [*c.methods, *BASELINES]:
-        start = time.perf_counter()
-        maps[m] = BASELINES[m](model, x, cls) if m in BASELINES else saliency(model, x, cls, m)
-        timing[m] = (time.perf_counter() - start) / len(x)
-    scores = {m: rise_curves(model, x, maps[m], cls, c.rise_steps, c.patch, substrate=c.deletion_to)
+    maps, timing, ig = _maps(model, x, cls, c)
+    for b, fn in BASELINES.items():
+        maps[b], timing[b] = fn(model, x, cls), 0.0
+    scores = {m: metrics.rise_curves(model, x, maps[m], cls, c.rise_steps, c.patch, substrate=c.deletion_to)
               for m in maps}
+    for m in maps:
+        scores[m]["faithfulness_correlation"] = metrics.faithfulness_correlation(
+            model, x, maps[m], cls, c.faithfulness_runs, c.faithfulness_subset)
+        if c.sensitivity_samples:
+            scores[m]["max_sensitivity"] = metrics.max_sensitivity(
+                x, cls, _explainer(model, m, c, ig), c.sensitivity_samples, c.sensitivity_radius)
+    metrics = ["deletion_auc", "insertion_auc", "faithfulness_correlation",
+               *(["max_sensitivity"] if c.sensitivity_samples else [])]
+    rows = []
     for i, name in enumerate(names):
         true_idx = resolve_class(truth[i], model.classes) if truth[i] else None
         row = {
@@ -139,9 +184,9 @@ def run_saliency(config: SaliencyConfig | None = None, out: Path | None = None, 
             "true": None if true_idx is None else model.classes[true_idx],
             "true_probability": None if true_idx is None else float(probs[i, true_idx]),
         }
-        for m in maps:
-            row[f"{m}_deletion_auc"] = float(scores[m]["deletion_auc"][i])
-            row[f"{m}_insertion_auc"] = float(scores[m]["insertion_auc"][i])
+        if ig is not None:
+            row.update({f"ig_{k}": v for k, v in ig.per_image()[i].items()})
+        row.update({f"{m}_{k}": float(scores[m][k][i]) for m in maps for k in metrics})
         rows.append(row)
     titles = [
         f"{r['image']}: {r['predicted']} ({r['probability']:.2f})"
@@ -159,17 +204,52 @@ def run_saliency(config: SaliencyConfig | None = None, out: Path | None = None, 
             f"fraction of pixels {'deleted' if curve == 'deletion' else 'inserted'}",
             "probability of the explained class (mean)",
         )
-    summary = {
-        m: {
-            "deletion_auc": float(scores[m]["deletion_auc"].mean()),
-            "insertion_auc": float(scores[m]["insertion_auc"].mean()),
-            "seconds_per_map": timing[m],
-        }
-        for m in maps
-    }
+    summary = {m: {**{k: float(scores[m][k].float().nanmean()) for k in metrics},
+                   "seconds_per_map": timing[m]} for m in maps}
+    ig_report = None if ig is None else {
+        "baseline": ig.baseline, "tolerance": ig.tolerance, "seconds": ig.seconds, "note": steps_note(ig),
+        "converged": bool(ig.converged.all())}
     return _finish(out, c, model, figs, methods=list(c.methods), rise_steps=c.rise_steps, rise_patch=c.patch,
                    rise_deletion_to={"name": c.deletion_to, "pixel_value": substrate}, images=rows,
-                   summary=summary)
+                   summary=summary, integrated_gradients=ig_report)
+
+
+# --- sanity checks -----------------------------------------------------------------------------
+
+
+def run_sanity(config: SanityConfig | None = None, out: Path | None = None, *,
+               model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
+    """Adebayo et al.'s sanity checks of each method (see :mod:`dlapps.explain.sanity`): the
+    similarity of its maps to the trained network's as the layers are randomised from the top
+    (``model``) and after retraining on permuted labels (``data``); methods whose maps stay
+    similar are flagged."""
+    from dlapps.explain import sanity
+
+    c, out, model = _prepare(SanityConfig, config, settings, out, model)
+    if "data" in c.checks:
+        sanity.check_retrainable(model)
+    names, x = _batch(model, c.images)
+    cls = _targets(model, c.target, len(x))
+    cls = model.predict(x)[0] if cls is None else cls
+    options = c.method_options()
+    explain = {m: (lambda mdl, z, t, m=m: saliency(mdl, z, t, m, c.reduction, **options)) for m in c.methods}
+    checks, figs = {}, {}
+    for check in c.checks:
+        start = time.perf_counter()
+        if check == "model":
+            res = sanity.cascading_randomisation(model, x, cls, explain, c.max_layers, c.seed, c.flag_at)
+        else:
+            res = sanity.data_randomisation(model, x, cls, explain, c.epochs, c.train_images, c.seed,
+                                            c.flag_at)
+        checks[check] = {"name": sanity.CHECKS[check], "steps": res.steps, "info": res.info,
+                         "summary": res.summary(), "table": res.table(),
+                         "flagged": [m for m, f in res.flagged().items() if f],
+                         "seconds": round(time.perf_counter() - start, 2)}
+        figs[f"{check}: similarity"] = report.sanity_curves(res, out / "figures" / f"sanity-{check}.png")
+        figs[f"{check}: maps of {names[0]}"] = report.sanity_maps(
+            x[0].cpu(), res, out / "figures" / f"sanity-{check}-maps.png")
+    return _finish(out, c, model, figs, methods=list(c.methods), images=names,
+                   explained=[model.classes[int(t)] for t in cls], checks=checks)
 
 
 # --- adversarial examples ----------------------------------------------------------------------
@@ -331,8 +411,10 @@ def run_all(config: AllConfig | None = None, out: Path | None = None, *,
             model: ExplainModel | None = None, progress: bool = True, **settings: Any) -> dict:
     """``dlapps explain``: each command once on the bundled photos, one report linking them.
 
-    Sized to a few minutes on 2 CPU cores: images at ``image_size`` pixels, SmoothGrad/IG with 16
-    samples, attacks with their default budgets, class visualisation ``classvis_iters`` iterations.
+    Sized to a few minutes on 2 CPU cores: images at ``image_size`` pixels, SmoothGrad with 16
+    samples, IG refined to a 5% completeness gap, max-sensitivity from ``sensitivity_samples``
+    perturbations, attacks with their default budgets, class visualisation ``classvis_iters``
+    iterations.
     """
     start = time.perf_counter()
     c, out, model = _prepare(AllConfig, config, settings, out, model)
@@ -340,7 +422,8 @@ def run_all(config: AllConfig | None = None, out: Path | None = None, *,
     methods = ["vanilla", "smoothgrad", "ig", "gradcam"]
     parts = {
         "saliency": lambda: run_saliency(
-            SaliencyConfig(images=list(c.photos), methods=methods, **common), out / "saliency", model=model),
+            SaliencyConfig(images=list(c.photos), methods=methods, sensitivity_samples=c.sensitivity_samples,
+                           **common), out / "saliency", model=model),
         "fool": lambda: run_fool(
             FoolConfig(images=list(c.photos), target="goldfish", methods=["naive", "fgsm", "pgd", "deepfool"],
                        epsilons=[e / 255 for e in (0.25, 0.5, 1, 2, 4)], l2_epsilons=[0.25, 0.5, 1.0, 2.0],

@@ -1,4 +1,5 @@
-"""Faithfulness of a saliency map: the RISE deletion and insertion curves (Petsiuk et al. 2018).
+"""Faithfulness of a saliency map: the RISE deletion and insertion curves (Petsiuk et al. 2018),
+Quantus's faithfulness correlation and max-sensitivity.
 
 The image is cut into ``patch`` x ``patch`` tiles, ranked by their mean saliency, most salient
 first. **Deletion** replaces the top fraction f of tiles by zeros *of the network's input* and
@@ -25,6 +26,18 @@ method beats it on both curves.
 The curves are sampled at ``steps + 1`` evenly spaced fractions f ∈ [0, 1]; the area uses the
 trapezoid rule on f, so it is normalised to [0, 1] (the probability's own scale). Each image's
 ``steps + 1`` perturbed copies go through the network in one batch (per ``chunk``).
+
+**Faithfulness correlation** (Bhatt et al. 2020, Quantus's ``FaithfulnessCorrelation``): for
+``runs`` random subsets S of ``subset`` pixels, set S to the substrate (all channels; Quantus's
+"black") and correlate, over the runs, the map's mass on S with the drop of the target logit:
+``ρ = Pearson( Σ_{i∈S} m_i , S_y(x) − S_y(x_{S→0}) )``. A faithful map: ρ near 1; a random one: 0.
+Every method is scored on the same subsets (one seed).
+
+**Max-sensitivity** (Yeh et al. 2019, Quantus's ``MaxSensitivity``): how far the (normalised)
+map moves under a small input change, ``max_k ‖Φ(x + δ_k) − Φ(x)‖_F / ‖x‖_F`` with
+``δ_k ~ U(−r, r)^d`` (r = ``radius`` = 0.2, Quantus's default; ``samples`` draws instead of its
+200, as each one recomputes the explanation). Lower is more robust; a map that ignores the input
+scores 0, so it is read beside faithfulness, never alone.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
+from dlapps.errors import ConfigError
 from dlapps.explain.models import ExplainModel
 from dlapps.registry import Registry
 
@@ -113,3 +127,62 @@ def rise_curves(
     for k in list(out):
         out[f"{k}_auc"] = torch.trapezoid(out[k], dx=1.0 / steps, dim=1)
     return out
+
+
+def _score(model: ExplainModel, x: torch.Tensor, target: int, chunk: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model.net(b)[:, target] for b in x.split(chunk)])
+
+
+def faithfulness_correlation(
+    model: ExplainModel,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    target: torch.Tensor,
+    runs: int = 100,
+    subset: int = 224,
+    substrate: str = "black",
+    seed: int = 0,
+    chunk: int = 32,
+) -> torch.Tensor:
+    """Pearson correlation (N,) between a random pixel subset's saliency mass and the target
+    logit's drop when that subset is deleted, over ``runs`` subsets of ``subset`` pixels."""
+    x, maps, target = x.to(model.device), maps.to(model.device), target.to(model.device)
+    pixels = x.shape[2] * x.shape[3]
+    if not 1 <= subset < pixels or runs < 2:
+        raise ConfigError(f"faithfulness correlation needs 1 <= subset < {pixels} pixels and runs >= 2, "
+                          f"got subset={subset}, runs={runs}")
+    fill = deletion_substrate(model, substrate).to(x.dtype)
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(len(x)):
+        idx = torch.stack([torch.randperm(pixels, generator=g)[:subset] for _ in range(runs)]).to(x.device)
+        mask = torch.zeros(runs, pixels, dtype=x.dtype, device=x.device).scatter_(1, idx, 1.0)
+        mask = mask.view(runs, 1, *x.shape[2:])
+        drop = _score(model, x[i : i + 1], int(target[i]), chunk) - _score(
+            model, x[i] * (1 - mask) + fill * mask, int(target[i]), chunk)
+        mass = maps[i].flatten()[idx].sum(1)
+        out.append(torch.corrcoef(torch.stack([mass, drop]))[0, 1].cpu())
+    return torch.stack(out)
+
+
+def max_sensitivity(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    explain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    samples: int = 10,
+    radius: float = 0.2,
+    seed: int = 0,
+) -> torch.Tensor:
+    """``max_k ‖explain(x + δ_k) − explain(x)‖_F / ‖x‖_F`` per image (N,), δ_k ~ U(−radius, radius);
+    ``explain(x, target)`` returns normalised maps (N,H,W)."""
+    if samples < 1 or radius <= 0:
+        raise ConfigError(f"max-sensitivity needs samples >= 1 and radius > 0, got {samples}, {radius}")
+    g = torch.Generator().manual_seed(seed)
+    base, size = explain(x, target), x.flatten(1).norm(dim=1)
+    worst = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+    for _ in range(samples):
+        delta = ((torch.rand(x.shape, generator=g, dtype=x.dtype) * 2 - 1) * radius).to(x.device)
+        moved = (explain(x + delta, target) - base).flatten(1).norm(dim=1) / size
+        worst = torch.maximum(worst, moved.to(worst))
+    return worst.cpu()

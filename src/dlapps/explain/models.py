@@ -52,6 +52,9 @@ class ExplainModel:
     cam_layer: nn.Module  # the feature maps Grad-CAM weighs
     preprocess: Callable[[Sequence[np.ndarray]], torch.Tensor] = field(repr=False, default=None)
     weights: str = ""
+    # what the network was trained on, (images in [0,1] (N,3,S,S), labels), when dlapps can retrain
+    # it cheaply (the digits networks): the data-randomisation sanity check needs it
+    training_data: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.net.eval()
@@ -68,13 +71,16 @@ class ExplainModel:
         input_size: int,
         name: str = "model",
         cam_layer: nn.Module | None = None,
+        training_data: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> ExplainModel:
-        """Any pixel-space classifier (a notebook's own module, a tiny test model)."""
+        """Any pixel-space classifier (a notebook's own module, a tiny test model); with
+        ``training_data`` (a function returning its training images and labels) it can be retrained
+        for the data-randomisation sanity check."""
         convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
         if not convs:
             raise ValueError(f"{name} has no Conv2d layer; the explain methods need a CNN")
         layer = cam_layer or last_spatial_layer(net, input_size)
-        return cls(name, net, list(classes), input_size, convs[0], layer)
+        return cls(name, net, list(classes), input_size, convs[0], layer, training_data=training_data)
 
     def to(self, device: torch.device | str) -> ExplainModel:
         self.net.to(device)
@@ -219,4 +225,13 @@ def load_checkpoint_model(path: Path) -> ExplainModel:
         raise CheckpointError(f"{cell / 'checkpoint.pt'} does not fit its config.json: {exc}") from exc
     known = FASHION_CLASSES if config.source.startswith("fashion") else DIGIT_CLASSES
     classes = known if len(known) == n_classes else [f"class {i}" for i in range(n_classes)]
-    return ExplainModel.wrap(net, classes, size, name=f"{cell.parent.name}/{cell.name}")
+
+    def training_data() -> tuple[torch.Tensor, torch.Tensor]:
+        """The run's source domain, the labelled data its networks were trained on."""
+        from dlapps.data import load_domain
+
+        domain = load_domain(config.source, size, 3)
+        return domain.train_x.float() / 255, domain.train_y
+
+    return ExplainModel.wrap(net, classes, size, name=f"{cell.parent.name}/{cell.name}",
+                             training_data=training_data)

@@ -125,6 +125,38 @@ def curves(
     return save_figure(fig, path, dpi=DPI)
 
 
+def sanity_curves(result, path: Path) -> Path:
+    """Mean Spearman ρ and SSIM of each method's maps to the trained network's, per step of a
+    sanity check (:class:`~dlapps.explain.sanity.SanityResult`); flagged methods dashed."""
+    flags = result.flagged()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    steps = range(len(result.steps))
+    for ax, metric, label in ((axes[0], "spearman", "Spearman rank correlation"), (axes[1], "ssim", "SSIM")):
+        for m in result.spearman:
+            ax.plot(steps, result.mean(metric, m), marker=".", linestyle="--" if flags[m] else "-",
+                    label=f"{m} (flagged)" if flags[m] else m)
+        if metric == "spearman":
+            ax.axhline(result.flag_at, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xticks(list(steps), result.steps, rotation=60, ha="right", fontsize=7)
+        ax.set(ylabel=f"{label} to the trained maps (mean)", ylim=(-1.05, 1.05))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=DPI)
+
+
+def sanity_maps(image: torch.Tensor, result, path: Path, image_index: int = 0) -> Path:
+    """One row per method: the image, then its map at each step of a sanity check."""
+    fig, axes = _panel_grid(len(result.maps), 1 + len(result.steps), size=1.6)
+    for i, (m, maps) in enumerate(result.maps.items()):
+        axes[i, 0].imshow(_rgb(image))
+        axes[i, 0].set_title(m, fontsize=8)
+        for j, step in enumerate(result.steps):
+            axes[i, 1 + j].imshow(_unit(maps[j][image_index].abs()), cmap="hot")
+            axes[i, 1 + j].set_title(step, fontsize=6)
+    return save_figure(fig, path, dpi=DPI)
+
+
 # --- the page ----------------------------------------------------------------------------------
 
 
@@ -142,6 +174,8 @@ def title(results: dict) -> str:
     command = results.get("command")
     if command == "saliency":
         return f"Saliency: {model}"
+    if command == "sanity":
+        return f"Sanity checks: {model}"
     if command == "fool":
         return f"Adversarial examples: {model}"
     if command == "classvis":
@@ -160,12 +194,33 @@ def tables(results: dict) -> list[tuple[str, str]]:
     command = results.get("command")
     if command == "saliency":
         summary = [{"method": m, **v} for m, v in results["summary"].items()]
-        return [
-            ("Faithfulness (RISE; deletion: lower is better, insertion: higher is better)",
-             _table(summary, ["method", "deletion_auc", "insertion_auc", "seconds_per_map"])),
-            ("Per image", _table(results["images"],
-                                 ["image", "predicted", "probability", "true", "true_probability"])),
+        metrics = [k for k in ("deletion_auc", "insertion_auc", "faithfulness_correlation", "max_sensitivity")
+                   if k in summary[0]]
+        ig = results.get("integrated_gradients")
+        out = [
+            ("Faithfulness (RISE deletion: lower is better, insertion: higher; faithfulness correlation: "
+             "higher; max-sensitivity: lower, and 0 for a map that ignores the input)",
+             _table(summary, ["method", *metrics, "seconds_per_map"])),
+            ("Per image", _table(results["images"], [
+                "image", "predicted", "probability", "true", "true_probability",
+                *(["ig_steps", "ig_gap", "ig_converged"] if ig else [])])),
         ]
+        if ig:
+            out.insert(0, (f"Integrated Gradients' completeness ({ig['baseline']} baseline)",
+                           f"<p>{html.escape(ig['note'])}. Gap = |Σ attributions − (S_y(x) − S_y(x̄))| / "
+                           f"|S_y(x) − S_y(x̄)|, per image in the table below.</p>"))
+        return out
+    if command == "sanity":
+        out = []
+        for check in results["checks"].values():
+            flagged = ", ".join(check["flagged"]) or "none"
+            rows = [{"method": m, **v} for m, v in check["summary"].items()]
+            out.append((f"{check['name']}: similarity to the trained network's maps at the last step "
+                        f"({check['steps'][-1]}); flagged: {flagged}",
+                        _table(rows, ["method", "spearman", "ssim", "flagged"])))
+            out.append((f"{check['name']}: every step", _table(check["table"], ["step", "random", "method",
+                                                                                 "spearman", "ssim"])))
+        return out
     if command == "fool":
         columns = ["image", "method", "success", "iterations", "l2", "linf", "seconds", "original", "target",
                    "prediction", "probability", "note"]

@@ -122,6 +122,7 @@ def compare(
     seeds: str = opt.SEEDS,
     n_samples: int = typer.Option(2000, help="generated images per cell for the metrics"),
     out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS, device: str = opt.DEVICE,
+    launcher: str = opt.LAUNCHER, launcher_option: list[str] = opt.LAUNCHER_OPTION,
     config: Path = opt.CONFIG,
 ) -> None:
     """Vary one factor at a time around the base (or --product); resumable with the same --out."""
@@ -136,7 +137,7 @@ def compare(
     dev = resolve_device(device)
     out = out or default_run_dir("gan")
     results = run_compare(base, factors, out, parse_seeds(seeds), product, n_samples, progress=not quiet,
-                          workers=workers, device=dev)
+                          workers=workers, device=dev, launcher=opt.parse_launcher(launcher, launcher_option))
     _print(results, out)
 
 
@@ -190,6 +191,7 @@ def generate_default(
     seeds: str = opt.SEEDS,
     n_samples: int = typer.Option(1000, help="generated images per cell for the metrics"),
     out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS, device: str = opt.DEVICE,
+    launcher: str = opt.LAUNCHER, launcher_option: list[str] = opt.LAUNCHER_OPTION,
 ) -> None:
     """With no sub-command: every model on the same data, trained as parallel cells, one table."""
     if ctx.invoked_subcommand is not None:
@@ -202,7 +204,7 @@ def generate_default(
     out = out or default_run_dir("generate")
     results = run_models(out, csv_list(models), parse_seeds(seeds), data=data, size=size, channels=channels,
                          options=parse_method_options(option), n_samples=n_samples, progress=not quiet,
-                         workers=workers, device=dev)
+                         workers=workers, device=dev, launcher=opt.parse_launcher(launcher, launcher_option))
     _print(results, out)
 
 

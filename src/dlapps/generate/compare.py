@@ -83,11 +83,11 @@ def cells(base: GanConfig, grid: dict[str, list], product: bool = False) -> dict
 
 def run_compare(base: GanConfig, grid: dict[str, list], out: Path, seeds: list[int] | None = None,
                 product: bool = False, n_samples: int = DEFAULT_N_SAMPLES, progress: bool = True,
-                workers: int | None = None, device: torch.device | None = None) -> dict:
+                workers: int | None = None, device: torch.device | None = None, launcher=None) -> dict:
     """Train and measure every cell of the grid into ``out`` (seeds default to ``base.seed``);
     returns results.json's content."""
     variants = cells(base, grid, product)
     return run_variants(variants, seeds or [base.seed], out, n_samples=n_samples, progress=progress,
                         title=f"dlapps gan compare: {len(variants)} cells",
                         extra={"grid": {"factors": grid, "product": product}}, workers=workers,
-                        device=device, base=base)
+                        device=device, launcher=launcher, base=base)

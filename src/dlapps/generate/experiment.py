@@ -36,6 +36,7 @@ import torch
 
 from dlapps.config import config_dict, save_config
 from dlapps.engine.batches import to_float
+from dlapps.engine.launchers import get_launcher
 from dlapps.engine.parallel import resolve_workers, run_parallel
 from dlapps.errors import ConfigError
 from dlapps.generate import models, report
@@ -173,7 +174,8 @@ def run_variants(variants: dict[str, AnyConfig], seeds: list[int], out: Path, *,
                  n_samples: int = DEFAULT_N_SAMPLES, progress: bool = True,
                  inception_weights: Path | None = None, title: str = "dlapps gan",
                  extra: dict | None = None, workers: int | None = None,
-                 device: torch.device | None = None, base: AnyConfig | None = None) -> dict:
+                 device: torch.device | None = None, base: AnyConfig | None = None,
+                 launcher=None) -> dict:
     """Train every (variant, seed) cell into ``out`` and write results.json + report.html.
 
     The cells train in ``workers`` processes at once (``None``: one per CPU core, see
@@ -200,7 +202,9 @@ def run_variants(variants: dict[str, AnyConfig], seeds: list[int], out: Path, *,
     workers = resolve_workers(workers, len(keys))
     jobs = [(replace(variants[name], seed=s), data, out / f"{name}-seed{s}", judge, n_samples,
              progress and workers == 1, inception_weights, real, device) for name, s in keys]
-    done = dict(zip(keys, run_parallel(train_cell, jobs, workers, title, progress), strict=True))
+    done = dict(zip(keys, run_parallel(train_cell, jobs, workers, title, progress,
+                                       get_launcher(launcher).within(out),
+                                       [f"{n}-seed{s}" for n, s in keys]), strict=True))
     summary: dict[str, dict] = {}
     for name, cfg in variants.items():
         cells = [done[name, s] for s in seeds]
@@ -287,14 +291,14 @@ def model_configs(names: list[str], data: str = "mnist5k", size: int = 32, chann
 def run_models(out: Path, names: list[str] | None = None, seeds: list[int] | None = None, *,
                data: str = "mnist5k", size: int = 32, channels: int = 1,
                options: dict[str, dict] | None = None, n_samples: int = GENERATE_SAMPLES,
-               progress: bool = True, workers: int | None = None,
+               progress: bool = True, workers: int | None = None, launcher=None,
                device: torch.device | None = None) -> dict:
     """``dlapps generate``: GANs, VAEs and DDPMs trained on the same data, measured in one table."""
     names = models.parse_models(list(names or DEFAULT_MODELS))
     configs = model_configs(names, data, size, channels, options)
     return run_variants(configs, seeds or [0], out, n_samples=n_samples, progress=progress,
                         title=f"dlapps generate: {', '.join(names)} on {data}",
-                        extra={"models": names}, workers=workers, device=device)
+                        extra={"models": names}, workers=workers, device=device, launcher=launcher)
 
 
 def run_train(config: GanConfig, out: Path, seeds: list[int] | None = None, *,

@@ -30,15 +30,23 @@ from torch import nn
 
 
 class Normalize(nn.Module):
-    """Subtract a per-channel mean and divide by a std (buffers, saved with the model)."""
+    """Subtract a per-channel mean and divide by a std (buffers, saved with the model).
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float] | None = None):
+    ``instance=True`` standardises each image on its own instead, per channel,
+    x ← (x − mean_hw(x)) / (std_hw(x) + 10⁻⁵) (Shu et al. 2018's instance-normalised input): an
+    image's brightness and contrast — what MNIST-M's photo backgrounds change most — no longer
+    reach the network."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float] | None = None, instance: bool = False):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         std = [1.0] * len(mean) if std is None else std
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.instance = instance
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.instance:
+            return (x - x.mean((2, 3), keepdim=True)) / (x.std((2, 3), keepdim=True) + 1e-5)
         return (x - self.mean) / self.std
 
 
@@ -108,6 +116,7 @@ def build_digits_net(
     batchnorm: bool = False,
     dropout: float | None = None,
     domain_hidden: Sequence[int] | None = None,
+    instance_norm: bool = False,
 ) -> DomainAdaptationNet:
     """Build the paper's ``mnist`` or ``svhn`` network for ``in_channels`` x ``image_size``² inputs."""
     if arch not in ARCHS:
@@ -134,7 +143,7 @@ def build_digits_net(
     domain_hidden = list(default_domain if domain_hidden is None else domain_hidden)
     classifier = _mlp([feature_dim, *label_hidden, num_classes], batchnorm, dropout)
     discriminator = _mlp([feature_dim, *domain_hidden, 1], batchnorm, dropout)
-    normalize = Normalize(mean if mean is not None else [0.5] * in_channels, std)
+    normalize = Normalize(mean if mean is not None else [0.5] * in_channels, std, instance=instance_norm)
     net = DomainAdaptationNet(normalize, features, classifier, discriminator, feature_dim, arch)
     for m in net.modules():
         if isinstance(m, nn.Conv2d | nn.Linear):

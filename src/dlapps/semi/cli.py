@@ -50,6 +50,7 @@ def semi(
                                      help="METHOD.SETTING=VALUE, e.g. fixmatch.threshold=0.9 (repeatable)"),
     tsne: bool = typer.Option(None, "--tsne/--no-tsne", help="t-SNE snapshots of pseudo-labelling"),
     seeds: str = opt.SEEDS, out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS,
+    launcher: str = opt.LAUNCHER, launcher_option: list[str] = opt.LAUNCHER_OPTION,
     device: str = opt.DEVICE, config: Path = opt.CONFIG,
 ) -> None:
     """Train each method on the labelled and unlabelled images; table, figures and report."""
@@ -64,7 +65,8 @@ def semi(
         "unlabelled_batch": unlabelled_batch, "lr": lr, "method_options": parse_method_options(option),
         "tsne": tsne, "seeds": parse_seeds(seeds), "device": device})
     out = out or default_run_dir("semi")
-    results = run_semi(cfg, out, progress=not quiet, workers=workers)
+    results = run_semi(cfg, out, progress=not quiet, workers=workers,
+                       launcher=opt.parse_launcher(launcher, launcher_option))
     typer.echo(table_markdown(results), nl=False)
     lec = results["lecture"]
     typer.echo(f"lecture (full MNIST, 1,000 labels): supervised {lec['supervised']['test_acc']:.2%}, "

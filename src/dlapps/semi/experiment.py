@@ -35,6 +35,7 @@ from dlapps.data.subsets import balanced_subset
 from dlapps.engine import Labelled, PairedBatches, Trainer, resolve_device, seed_everything
 from dlapps.engine.batches import batched, eval_mode, fixed_sample
 from dlapps.engine.device import environment
+from dlapps.engine.launchers import get_launcher
 from dlapps.engine.parallel import run_cells
 from dlapps.engine.schedules import lr_schedule
 from dlapps.errors import ConfigError, DataError
@@ -271,7 +272,7 @@ def summarize(config: SemiConfig, runs: list[dict]) -> dict:
 
 
 def run_semi(config: SemiConfig, out: Path | None = None, progress: bool = True, report: bool = True,
-             workers: int | None = 1) -> dict:
+             workers: int | None = 1, launcher=None) -> dict:
     """Run (or continue) a semi-supervised experiment; returns the content of ``results.json``."""
     config = config.validate()
     run_dir = Path(out) if out else Path("runs") / f"semi-{datetime.now():%Y%m%d-%H%M%S}"
@@ -286,7 +287,7 @@ def run_semi(config: SemiConfig, out: Path | None = None, progress: bool = True,
     runs, workers = run_cells(
         train_cell, cells, lambda c: run_dir / cell_name(*c) / FINAL,
         lambda c, bar: (config, data, *c, run_dir / cell_name(*c), device, bar),
-        workers if device.type == "cpu" else 1, progress)
+        workers if device.type == "cpu" else 1, progress, get_launcher(launcher).within(run_dir))
     d = data.domain
     results = {
         "data": {"name": config.data, "train": len(d.train_y), "test": len(d.test_y),

@@ -49,6 +49,7 @@ def ssl(
                                      help="METHOD.SETTING=VALUE, e.g. simclr.temperature=0.2 (repeatable)"),
     tsne: bool = typer.Option(None, "--tsne/--no-tsne", help="t-SNE of every encoder's features"),
     seeds: str = opt.SEEDS, out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS,
+    launcher: str = opt.LAUNCHER, launcher_option: list[str] = opt.LAUNCHER_OPTION,
     device: str = opt.DEVICE, config: Path = opt.CONFIG,
 ) -> None:
     """Pretrain each method's encoder without labels, then judge its features; table, figures, report."""
@@ -71,6 +72,7 @@ def ssl(
         "method_options": parse_method_options(option), "tsne": tsne, "seeds": parse_seeds(seeds),
         "device": device})
     out = out or default_run_dir("ssl")
-    results = run_ssl(cfg, out, progress=not quiet, workers=workers)
+    results = run_ssl(cfg, out, progress=not quiet, workers=workers,
+                       launcher=opt.parse_launcher(launcher, launcher_option))
     typer.echo(table_markdown(results), nl=False)
     typer.echo(f"results in {out}/results.json, report in {out}/report.html")

@@ -38,6 +38,7 @@ from dlapps.data.subsets import balanced_subset
 from dlapps.engine import Labelled, Trainer, resolve_device, seed_everything
 from dlapps.engine.batches import IndexedBatches, batched, eval_mode, fixed_sample
 from dlapps.engine.device import environment
+from dlapps.engine.launchers import get_launcher
 from dlapps.engine.parallel import run_cells
 from dlapps.engine.runlog import read_metrics
 from dlapps.engine.schedules import lr_schedule
@@ -301,7 +302,7 @@ def summarize(config: SslConfig, runs: list[dict]) -> dict:
 
 
 def run_ssl(config: SslConfig, out: Path | None = None, progress: bool = True, report: bool = True,
-            workers: int | None = 1) -> dict:
+            workers: int | None = 1, launcher=None) -> dict:
     """Run (or continue) a self-supervised experiment; returns the content of ``results.json``."""
     config = config.validate()
     run_dir = Path(out) if out else Path("runs") / f"ssl-{datetime.now():%Y%m%d-%H%M%S}"
@@ -316,7 +317,7 @@ def run_ssl(config: SslConfig, out: Path | None = None, progress: bool = True, r
     runs, workers = run_cells(
         train_cell, cells, lambda c: run_dir / cell_name(*c) / FINAL,
         lambda c, bar: (config, data, *c, run_dir / cell_name(*c), device, bar),
-        workers if device.type == "cpu" else 1, progress)
+        workers if device.type == "cpu" else 1, progress, get_launcher(launcher).within(run_dir))
     d = data.domain
     results = {
         "data": {"name": config.data, "train": len(d.train_y), "test": len(d.test_y),

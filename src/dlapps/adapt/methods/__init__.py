@@ -12,9 +12,12 @@ from dlapps.adapt.methods.cdan import CDAN, CDANE
 from dlapps.adapt.methods.coral import DeepCORAL
 from dlapps.adapt.methods.dan import DAN, WDAN
 from dlapps.adapt.methods.dann import DANN, DANNNoGRL
+from dlapps.adapt.methods.dirt_t import DIRTT
 from dlapps.adapt.methods.drcn import DRCN
+from dlapps.adapt.methods.mcc import MCC
 from dlapps.adapt.methods.self_training import SUFFIX, SelfTraining, with_self_training
 from dlapps.adapt.methods.supervised import SourceOnly, TargetOracle
+from dlapps.adapt.methods.vada import VADA
 from dlapps.registry import Registry
 
 
@@ -27,7 +30,7 @@ def _composed(name: str) -> type[Method] | None:
 
 METHODS: Registry[type[Method]] = Registry("method", extra_names=(f"<method>{SUFFIX}",), fallback=_composed)
 for _m in (SourceOnly, DANN, DANNNoGRL, TargetOracle, DAN, WDAN, DeepCORAL, ADDA, DRCN, CDAN, CDANE,
-           SelfTraining):
+           VADA, DIRTT, MCC, SelfTraining):
     METHODS.register(_m.name, _m)
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlapps.engine.schedules import lambda_schedule
 from dlapps.models.digits import DomainAdaptationNet
 
 
@@ -41,6 +42,28 @@ class Method(nn.Module):
         super().__init__()
         self.net = net
         self.config = config
+        self.lambda_p = lambda_schedule(config.lambda_schedule, config.gamma, config.lambda_max)
+        self.warmup_acc = float(getattr(config, "warmup_acc", 0.0) or 0.0)
+        if self.warmup_acc:  # the progress at which the gate opened (-1: closed); saved, so resumed
+            self.register_buffer("opened_at", torch.tensor(-1.0))
+
+    # --- the warm-up gate of the alignment terms -------------------------------------------------
+    def open_gate(self, source_acc: float, progress: float) -> None:
+        """Called after every evaluation with the *held-out source* accuracy: the gate opens (for
+        good) the first time it reaches ``config.warmup_acc``. No target label is involved."""
+        if self.warmup_acc and self.opened_at < 0 and source_acc >= self.warmup_acc:
+            self.opened_at.fill_(progress)
+
+    def gate_open(self) -> bool:
+        return not self.warmup_acc or bool(self.opened_at >= 0)
+
+    def alignment(self, progress: float) -> float:
+        """The weight λ of a method's alignment term at progress p: the run's schedule λ_p, or,
+        with the warm-up gate, 0 until the gate opens at p₀ and λ((p − p₀) / (1 − p₀)) after."""
+        if not self.warmup_acc:
+            return self.lambda_p(progress)
+        p0 = float(self.opened_at)
+        return 0.0 if p0 < 0 else self.lambda_p(min(1.0, (progress - p0) / max(1e-9, 1.0 - p0)))
 
     def forward(self, xs, ys, xt, yt, progress: float) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError

@@ -67,7 +67,7 @@ class CDAN(DANN):
         return self.map(features, logits.detach().float().softmax(1).to(features.dtype))
 
     def forward(self, xs, ys, xt, yt, progress):
-        lam = self.lambda_p(progress)
+        lam = self.alignment(progress)
         outs, cls_loss = self.source_and_target(xs, ys, xt)
         n, logits = len(xs), outs["logits"]
         weights = None

@@ -27,7 +27,6 @@ from torch import nn
 
 from dlapps.adapt.losses import mmd
 from dlapps.adapt.methods.base import Method, accuracy
-from dlapps.engine.schedules import lambda_schedule
 from dlapps.errors import ConfigError
 from dlapps.semi.pseudo_label import confident_pseudo_labels
 
@@ -48,7 +47,6 @@ class DAN(Method):
 
     def __init__(self, net, config):
         super().__init__(net, config)
-        self.lambda_p = lambda_schedule(config.lambda_schedule, config.gamma, config.lambda_max)
         self.layers = tuple(self.option("layers"))
         available = network_layers(net)
         if self.layers == DEFAULT_LAYERS and not set(self.layers) <= set(available):
@@ -70,7 +68,7 @@ class DAN(Method):
         return mmd(source, target, self.estimator, source_weights=weights)
 
     def forward(self, xs, ys, xt, yt, progress):
-        lam = self.lambda_p(progress)
+        lam = self.alignment(progress)
         outs, cls_loss = self.source_and_target(xs, ys, xt, self.layers)
         n = len(xs)
         weights = self.source_weights(outs["logits"][n:], ys)

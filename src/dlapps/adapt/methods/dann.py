@@ -28,7 +28,6 @@ import torch.nn.functional as F
 
 from dlapps.adapt.losses import domain_adversarial_loss
 from dlapps.adapt.methods.base import Method, accuracy
-from dlapps.engine.schedules import lambda_schedule
 
 
 class DANN(Method):
@@ -38,12 +37,8 @@ class DANN(Method):
     trains_discriminator = True
     reverse = True
 
-    def __init__(self, net, config):
-        super().__init__(net, config)
-        self.lambda_p = lambda_schedule(config.lambda_schedule, config.gamma, config.lambda_max)
-
     def forward(self, xs, ys, xt, yt, progress):
-        lam = self.lambda_p(progress)
+        lam = self.alignment(progress)
         features = self.net.embed(torch.cat([xs, xt]))
         logits = self.net.classifier(features[: len(xs)])
         cls_loss = F.cross_entropy(logits, ys)

@@ -88,6 +88,12 @@ class SelfTraining(Method):
             out["loss"] = out["loss"] + alpha * pseudo
         return {**out, "pseudo_loss": pseudo, "pseudo_confident": confident, "alpha": alpha}
 
+    def open_gate(self, source_acc: float, progress: float) -> None:
+        self.base_method.open_gate(source_acc, progress)
+
+    def gate_open(self) -> bool:
+        return self.base_method.gate_open()
+
     def param_groups(self) -> list[dict]:
         return self.base_method.param_groups()  # the base's rates (ADDA's); the teacher is not trained
 
