@@ -92,27 +92,3 @@ LAUNCHER_OPTION = typer.Option(
     "(minutes), cpus, gpus, mem_gb or any sbatch setting (account=..., qos=...); ray: address "
     "(HOST:PORT, auto or local), cpus, gpus")
 
-
-def parse_launcher(name: str | None, items: list[str] | None):
-    """The :class:`~dlapps.engine.launchers.Launcher` of ``--launcher`` and its
-    ``--launcher-option KEY=VALUE`` items; a Slurm key the launcher does not declare is passed to
-    sbatch as it is (``account=myproject``)."""
-    from dataclasses import fields
-
-    from dlapps.engine.launchers import LAUNCHERS, get_launcher
-
-    options: dict = {}
-    for item in items or []:
-        key, eq, text = item.partition("=")
-        if not (eq and key):
-            raise ConfigError(f"--launcher-option takes KEY=VALUE (e.g. partition=gpu), got {item!r}")
-        try:
-            options[key] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key] = text
-    if name == "slurm" and "slurm" in LAUNCHERS:
-        declared = {f.name for f in fields(LAUNCHERS["slurm"])} - {"extra"}
-        extra = {k: options.pop(k) for k in list(options) if k not in declared}
-        if extra:
-            options["extra"] = extra
-    return get_launcher(name, **options)

@@ -12,6 +12,7 @@ import typer
 
 from dlapps import cli_support as opt
 from dlapps.cli_support import csv_list, default_run_dir, parse_method_options, parse_seeds, user_errors
+from dlapps.engine.launchers import parse_launcher
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Domain adaptation: DANN and the methods around it, on any pair of domains.")
@@ -84,7 +85,7 @@ def adapt(
     base = None if config is not None else make_preset(preset)
     cfg = merge(AdaptConfig, config, overrides, base=base)
     results = run_adapt(cfg, out=out, resume=resume, progress=not quiet, workers=workers,
-                        launcher=opt.parse_launcher(launcher, launcher_option))
+                        launcher=parse_launcher(launcher, launcher_option))
     if from_env().rank != 0:  # under torchrun only the first process reports
         return
     typer.echo(results_text(results))
@@ -125,6 +126,6 @@ def adapt_compare(
     out = out or default_run_dir("compare")
     results = run_compare(csv_list(methods) or DEFAULT_METHODS, csv_list(pairs) or DEFAULT_PAIRS,
                           parse_seeds(seeds), out, base, progress=not quiet, workers=workers,
-                          launcher=opt.parse_launcher(launcher, launcher_option))
+                          launcher=parse_launcher(launcher, launcher_option))
     typer.echo(compare_markdown(results))
     typer.echo(f"\ngrid directory: {out}  (report: {Path(out) / 'report.html'})")

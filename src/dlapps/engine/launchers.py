@@ -48,6 +48,7 @@ These spread the *cells* of a grid. A single run larger than one machine is DDP 
 from __future__ import annotations
 
 import importlib
+import json
 import socket
 import time
 import traceback
@@ -286,3 +287,24 @@ def get_launcher(launcher: Launcher | str | None = None, **options: Any) -> Laun
     if kind.package:
         require(kind.package, name)
     return kind(**given)
+
+
+def parse_launcher(name: str | None, items: list[str] | None) -> Launcher:
+    """The :class:`Launcher` of ``--launcher`` and its
+    ``--launcher-option KEY=VALUE`` items; a Slurm key the launcher does not declare is passed to
+    sbatch as it is (``account=myproject``)."""
+    options: dict = {}
+    for item in items or []:
+        key, eq, text = item.partition("=")
+        if not (eq and key):
+            raise ConfigError(f"--launcher-option takes KEY=VALUE (e.g. partition=gpu), got {item!r}")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    if name == "slurm" and "slurm" in LAUNCHERS:
+        declared = {f.name for f in fields(LAUNCHERS["slurm"])} - {"extra"}
+        extra = {k: options.pop(k) for k in list(options) if k not in declared}
+        if extra:
+            options["extra"] = extra
+    return get_launcher(name, **options)

@@ -22,6 +22,7 @@ import typer
 
 from dlapps import cli_support as opt
 from dlapps.cli_support import default_run_dir, parse_seeds, user_errors
+from dlapps.engine.launchers import parse_launcher
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="DCGAN and conditional DCGAN: train, compare, sample, interpolate, class grid. "
@@ -137,7 +138,7 @@ def compare(
     dev = resolve_device(device)
     out = out or default_run_dir("gan")
     results = run_compare(base, factors, out, parse_seeds(seeds), product, n_samples, progress=not quiet,
-                          workers=workers, device=dev, launcher=opt.parse_launcher(launcher, launcher_option))
+                          workers=workers, device=dev, launcher=parse_launcher(launcher, launcher_option))
     _print(results, out)
 
 
@@ -204,7 +205,7 @@ def generate_default(
     out = out or default_run_dir("generate")
     results = run_models(out, csv_list(models), parse_seeds(seeds), data=data, size=size, channels=channels,
                          options=parse_method_options(option), n_samples=n_samples, progress=not quiet,
-                         workers=workers, device=dev, launcher=opt.parse_launcher(launcher, launcher_option))
+                         workers=workers, device=dev, launcher=parse_launcher(launcher, launcher_option))
     _print(results, out)
 
 

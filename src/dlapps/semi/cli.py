@@ -17,6 +17,7 @@ import typer
 
 from dlapps import cli_support as opt
 from dlapps.cli_support import csv_list, default_run_dir, parse_method_options, parse_seeds, user_errors
+from dlapps.engine.launchers import parse_launcher
 from dlapps.errors import ConfigError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -66,7 +67,7 @@ def semi(
         "tsne": tsne, "seeds": parse_seeds(seeds), "device": device})
     out = out or default_run_dir("semi")
     results = run_semi(cfg, out, progress=not quiet, workers=workers,
-                       launcher=opt.parse_launcher(launcher, launcher_option))
+                       launcher=parse_launcher(launcher, launcher_option))
     typer.echo(table_markdown(results), nl=False)
     lec = results["lecture"]
     typer.echo(f"lecture (full MNIST, 1,000 labels): supervised {lec['supervised']['test_acc']:.2%}, "

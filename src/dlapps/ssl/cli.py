@@ -21,6 +21,7 @@ import typer
 
 from dlapps import cli_support as opt
 from dlapps.cli_support import csv_list, default_run_dir, parse_method_options, parse_seeds, user_errors
+from dlapps.engine.launchers import parse_launcher
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Self-supervised and unsupervised learning: pretext tasks, contrastive learning, "
@@ -73,6 +74,6 @@ def ssl(
         "device": device})
     out = out or default_run_dir("ssl")
     results = run_ssl(cfg, out, progress=not quiet, workers=workers,
-                       launcher=opt.parse_launcher(launcher, launcher_option))
+                       launcher=parse_launcher(launcher, launcher_option))
     typer.echo(table_markdown(results), nl=False)
     typer.echo(f"results in {out}/results.json, report in {out}/report.html")
