@@ -29,7 +29,7 @@ from dlapps.adapt.config import AdaptConfig
 from dlapps.adapt.diagnostics import domain_accuracy, proxy_a_distance, tsne_embedding
 from dlapps.adapt.health import cell_warnings, effective_classes, method_warnings
 from dlapps.adapt.methods import get_method
-from dlapps.adapt.methods.base import Method
+from dlapps.adapt.methods.base import make_optimizer
 from dlapps.adapt.paper import gap_closed, paper_numbers
 from dlapps.adapt.reverse import reverse_validation
 from dlapps.adapt.selection import criteria, expected_calibration_error, pick
@@ -111,15 +111,6 @@ def build_method(config: AdaptConfig, pair: Pair, method: str, seed: int):
                            dropout=config.dropout, domain_hidden=config.domain_hidden,
                            instance_norm=config.input_norm == "instance")
     return get_method(method)(net, config)
-
-
-def make_optimizer(config: AdaptConfig, method: Method) -> torch.optim.Optimizer:
-    """SGD (or Adam) over the method's parameter groups (:meth:`Method.param_groups`)."""
-    groups = method.param_groups()
-    if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
 
 
 def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cell_dir: Path,

@@ -28,6 +28,7 @@ from dataclasses import replace
 
 import torch
 
+from dlapps.adapt.methods.base import make_optimizer
 from dlapps.adapt.methods.dann import DANN
 from dlapps.engine import Labelled, PairedBatches, Trainer
 from dlapps.engine.batches import batched
@@ -62,12 +63,7 @@ def reverse_validation(config, make_net: Callable[[], DomainAdaptationNet], targ
     try:
         seed_everything(seed)
         method = DANN(make_net(), replace(config, warmup_acc=0.0))  # no evaluation opens a gate here
-        groups = method.param_groups()
-        if config.optimizer == "adam":
-            optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                                        weight_decay=config.weight_decay)
+        optimizer = make_optimizer(config, method)
         schedule = lr_schedule(config.lr_schedule, config.lr, config.lr_alpha, config.lr_beta)
         Trainer(method, batches, optimizer, schedule, epochs, None, device=device, amp=config.amp,
                 progress=False, tensorboard=False).fit()

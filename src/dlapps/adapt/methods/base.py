@@ -117,3 +117,12 @@ class Method(nn.Module):
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(1) == labels).float().mean()
+
+
+def make_optimizer(config, method: Method) -> torch.optim.Optimizer:
+    """SGD (or Adam) over the method's parameter groups (:meth:`Method.param_groups`)."""
+    groups = method.param_groups()
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
