@@ -77,14 +77,16 @@ def more_photos() -> list[str]:
             str(images / "china.jpg"), str(images / "flower.jpg")]
 
 
-def explainer(model, method: str, ig_steps: int | None = None):
-    """(x, target) -> maps; IG at fixed ``ig_steps`` (the steps it took on the clean photos); a
-    random map redrawn at each call."""
+def explainer(model, method: str, ig_steps: list[int] | None = None):
+    """(x, target) -> maps; IG one photo at a time at the fixed steps it took on that clean photo
+    (``ig_steps``, in the batch's order); a random map redrawn at each call."""
     if method in BASELINES:
         draws = iter(range(1, 10**6))
         return lambda z, t: BASELINES[method](model, z, t, seed=next(draws))
-    options = {"tolerance": None, "steps": ig_steps} if ig_steps else {}
-    return lambda z, t: saliency(model, z, t, method, **options)
+    if ig_steps:
+        return lambda z, t: torch.cat([saliency(model, z[i : i + 1], t[i : i + 1], method, tolerance=None,
+                                                steps=k) for i, k in enumerate(ig_steps)])
+    return lambda z, t: saliency(model, z, t, method)
 
 
 def bench_saliency(model, x, steps: int = 24, sensitivity_samples: int = 3) -> dict:
@@ -95,7 +97,7 @@ def bench_saliency(model, x, steps: int = 24, sensitivity_samples: int = 3) -> d
 
     cls = model.predict(x)[0]
     ig = [integrated_gradients(model, x[i : i + 1], cls[i : i + 1]) for i in range(len(x))]  # per photo
-    ig_steps = max(int(r.steps.max()) for r in ig)
+    ig_steps = [int(r.steps.max()) for r in ig]
     maps = {m: torch.cat([normalise(reduce(r.attributions, "sum-abs")) for r in ig]) if m == "ig"
             else saliency(model, x, cls, m) for m in SALIENCY}
     maps.update({b: fn(model, x, cls) for b, fn in BASELINES.items()})
@@ -167,8 +169,7 @@ def bench_sanity(model, x: torch.Tensor, fig_dir: Path, digits_run: str | None) 
     results = {"model": sanity.cascading_randomisation(model, x, cls, explain)}
     if digits_run:
         digits = load_model(digits_run)
-        named = load_images(PHOTOS[:4])
-        xd = digits.preprocess([im.pixels for im in named])
+        xd = digits.training_data()[0][-4:]  # four of its own digits, in [0, 1]
         results["data"] = sanity.data_randomisation(digits, xd, digits.predict(xd)[0], explain)
         results["model (digits)"] = sanity.cascading_randomisation(digits, xd, digits.predict(xd)[0], explain)
     out = {}
@@ -308,23 +309,33 @@ def bench_speed(size: int, batch: int = 4) -> dict:
     return out
 
 
+def steps_text(sal: dict) -> str:
+    steps = sal["ig_steps_for_sensitivity"]
+    return ", ".join(map(str, steps)) if isinstance(steps, list) else f"at most {steps}"
+
+
 def markdown(r: dict) -> str:
     env = r["environment"]
+    photos_of = r.get("photos_of", {})
     lines = [
         "# dlapps explain benchmark\n",
-        f"EfficientNet-Lite0 (ImageNet weights, offline), {r['images']} bundled scikit-image photos "
-        f"({', '.join(r['photos'])}) at {r['size']}x{r['size']} px (attacks, class visualisation; "
-        f"saliency at its own size below). {env['hardware']}; "
+        f"EfficientNet-Lite0 (ImageNet weights, offline), photos from scikit-image, matplotlib and "
+        f"scikit-learn at {r['size']}x{r['size']} px (attacks, class visualisation; saliency, "
+        f"completeness and sanity at their own size below). {env['hardware']}; "
         f"torch {env['torch']}, {env['threads']} thread(s).\n",
+        "Photos of each part:\n",
+        *(f"- {part}: {len(names)} ({', '.join(names)})" for part, names in photos_of.items()),
+        "",
     ]
     notes = r.get("notes", {})
     if notes:
         lines.append("Load on the machine while each part ran (its seconds depend on it):\n")
         lines += [f"- {part}: {note or 'nothing else running'}" for part, note in notes.items()]
         lines.append("")
+    n_sal = len(photos_of.get("saliency", r["photos"]))
     if "saliency" in r:
         lines.append(
-            f"## Saliency faithfulness (RISE; normalised AUC, mean ± std over the {r['images']} photos, "
+            f"## Saliency faithfulness (RISE; normalised AUC, mean ± std over the {n_sal} photos, "
             f"at {r['saliency_size']}x{r['saliency_size']} px, the model's own input size)\n"
         )
         lines.append(
@@ -350,8 +361,8 @@ def markdown(r: dict) -> str:
                 for b in BASELINES if m in SALIENCY else ():
                     w = row[f"beats_{b}"]
                     flags.append(
-                        f"{'✓' if w['deletion'] else '✗'} {w['photos_deletion']}/{r['images']} / "
-                        f"{'✓' if w['insertion'] else '✗'} {w['photos_insertion']}/{r['images']}"
+                        f"{'✓' if w['deletion'] else '✗'} {w['photos_deletion']}/{n_sal} / "
+                        f"{'✓' if w['insertion'] else '✗'} {w['photos_insertion']}/{n_sal}"
                     )
                 flags += [""] * (2 - len(flags))
                 lines.append(
@@ -369,8 +380,8 @@ def markdown(r: dict) -> str:
             "target logit's drop when the subset is set to black, over 100 subsets (higher is better; a "
             "random map: 0). Max-sensitivity: the largest ‖Φ(x + δ) − Φ(x)‖ / ‖x‖ over "
             f"{k} perturbations δ ~ U(−0.2, 0.2) (Quantus: 200), maps normalised (lower is more robust; "
-            "a map that ignores the input scores 0, so it is read beside faithfulness). IG is rerun at "
-            f"the {sal['ig_steps_for_sensitivity']} steps it needed on the clean photos; the random maps "
+            "a map that ignores the input scores 0, so it is read beside faithfulness). IG is rerun on "
+            f"each photo at the steps it needed on the clean photo ({steps_text(sal)}); the random maps "
             "are redrawn for each perturbation. Beside each: on how many photos the method beats "
             "random / random-smooth.\n")
         metrics = list(next(iter(sal["more_metrics"].values())))
@@ -379,7 +390,7 @@ def markdown(r: dict) -> str:
         for m, row in sal["more_metrics"].items():
             beats = sal["more_metrics_beats"].get(m)
             cells = [f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}"
-                     + (f" ({beats['random'][k]}/{r['images']}, {beats['random-smooth'][k]}/{r['images']})"
+                     + (f" ({beats['random'][k]}/{n_sal}, {beats['random-smooth'][k]}/{n_sal})"
                         if beats else "") for k in metrics]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -506,6 +517,8 @@ def main(argv=None) -> None:
     fig_dir = args.out / "explain"
     path = args.out / "explain.json"
     r = json.loads(path.read_text()) if path.exists() else {}  # parts not re-run are kept
+    if "photos" in r and "photos_of" not in r:  # results written before photos were kept per part
+        r["photos_of"] = {p: r["photos"] for p in ("saliency", "attacks", "classvis", "sweep") if p in r}
     r.update(
         {
             "size": args.size,
@@ -521,8 +534,10 @@ def main(argv=None) -> None:
         }
     )
     r.setdefault("notes", {})
+    r.setdefault("photos_of", {})
     for part in parts:
         r["notes"][part] = args.note
+        r["photos_of"][part] = [im.name for im in named][: args.sanity_photos if part == "sanity" else None]
         start = time.perf_counter()
         print(f"[{part}] ...", file=sys.stderr, flush=True)
         big = load_model("efficientnet_lite0", image_size=args.saliency_size)

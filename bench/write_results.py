@@ -24,6 +24,11 @@ SECTIONS = [
     ("adapt_backbone", "Domain adaptation on a pretrained backbone over image folders",
      "python bench/adapt_backbone.py"),
     ("throughput", "Training throughput: the engine vs a bare loop", "python bench/throughput.py"),
+    ("step_speed", "Speed options of the training step on the CPU (issue 17)", "python bench/step_speed.py"),
+    ("peers", "Training speed against peers: pytorch-adapt's DANN, pytorch/examples' DCGAN (issue 17)",
+     "python bench/peers.py --peer-path DIR"),
+    ("time_to_accuracy", "Time to 70% target accuracy on mnist5k → mnistm5k (issue 17)",
+     "python bench/time_to_accuracy.py --peer-path DIR --seeds 0"),
     ("adapt_compare", "Domain adaptation methods compared, robust defaults (issue 16)",
      "python bench/adapt_compare.py --methods source,target,dann,dann+self-train,mcc,vada,dirt-t,cdan,dan,"
      "coral,adda,drcn --train-limit 4000"),

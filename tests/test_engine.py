@@ -18,7 +18,7 @@ CFG = SimpleNamespace(lambda_schedule="sigmoid", gamma=10.0, lambda_max=1.0)
 
 
 def make_trainer(digits_pair, run_dir, epochs=3, seed=0, method="dann", n=512, init_seed=None,
-                 evaluate=None, batch_size=64):
+                 evaluate=None, batch_size=64, **speed):
     source, target = digits_pair
     seed_everything(seed if init_seed is None else init_seed)
     net = build_digits_net("mnist", 3, 28, 10, [0.3, 0.3, 0.3])
@@ -27,7 +27,7 @@ def make_trainer(digits_pair, run_dir, epochs=3, seed=0, method="dann", n=512, i
                             Labelled(target.train_x[:n], target.train_y[:n]), batch_size, seed)
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
     return Trainer(m, batches, opt, annealed(0.01), epochs, run_dir, evaluate=evaluate,
-                   progress=False, tensorboard=False, fingerprint=f"{method}-{seed}")
+                   progress=False, tensorboard=False, fingerprint=f"{method}-{seed}", **speed)
 
 
 def _params(trainer):
@@ -50,9 +50,13 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", ["dann", "dann+self-train"])  # the latter: teacher + shifts
-def test_resume_equals_uninterrupted(digits_pair, tmp_path, method):
-    full = make_trainer(digits_pair, tmp_path / "full", epochs=3, method=method)
+SPEED = {"channels_last": True, "cpu_amp": True}
+
+
+@pytest.mark.parametrize(("method", "speed"), [("dann", {}), ("dann+self-train", {}),  # teacher + shifts
+                                               ("dann", SPEED)])  # NHWC weights, CPU bf16 where native
+def test_resume_equals_uninterrupted(digits_pair, tmp_path, method, speed):
+    full = make_trainer(digits_pair, tmp_path / "full", epochs=3, method=method, **speed)
     full_history = full.fit()
 
     def die_in_epoch_two(module):
@@ -63,12 +67,12 @@ def test_resume_equals_uninterrupted(digits_pair, tmp_path, method):
 
     calls = []
     killed = make_trainer(digits_pair, tmp_path / "run", epochs=3, evaluate=die_in_epoch_two,
-                          method=method)
+                          method=method, **speed)
     with pytest.raises(Killed):
         killed.fit()
     assert load_checkpoint(tmp_path / "run")["epoch"] == 1
     # a new process: fresh module and optimizer (even initialised differently), same run dir
-    resumed = make_trainer(digits_pair, tmp_path / "run", epochs=3, init_seed=123, method=method)
+    resumed = make_trainer(digits_pair, tmp_path / "run", epochs=3, init_seed=123, method=method, **speed)
     history = resumed.fit()
     p_full, p_res = _params(full), _params(resumed)
     assert all(torch.equal(p_full[k], p_res[k]) for k in p_full)
@@ -236,3 +240,39 @@ def test_eval_mode_restores_the_previous_mode_even_when_the_block_raises():
     with pytest.raises(RuntimeError), eval_mode(net):
         raise RuntimeError("boom")
     assert net.training
+
+
+def test_speed_options_change_the_layout_and_precision_not_the_learning(digits_pair, tmp_path):
+    """channels_last puts every conv weight in NHWC; cpu_amp autocasts to bf16 exactly where the
+    CPU has native bf16; both together still learn the digits (source accuracy over a floor)."""
+    from dlapps.engine.device import autocast, cpu_has_bf16
+
+    cpu = torch.device("cpu")
+    with autocast(cpu, True):  # the default: no CPU autocast
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast(cpu, True, cpu=True):
+        assert torch.is_autocast_enabled("cpu") == cpu_has_bf16()
+    with autocast(cpu, False, cpu=True):  # --no-amp wins
+        assert not torch.is_autocast_enabled("cpu")
+    fast = make_trainer(digits_pair, tmp_path, epochs=2, n=2048, method="source", **SPEED)
+    conv = fast.module.net.features[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    fast.fit()
+    source = digits_pair[0]
+    fast.module.eval()
+    with torch.no_grad():
+        acc = (fast.module.logits(source.test_x[:500].float() / 255).argmax(1) == source.test_y[:500]).float()
+    assert acc.mean() > 0.85  # 0.93 with or without the options
+
+
+def test_alignment_losses_stay_float32_under_bf16_autocast():
+    from dlapps.adapt.losses import class_confusion, coral, covariance
+
+    g = torch.Generator().manual_seed(0)
+    xs, xt = torch.randn(64, 32, generator=g), torch.randn(64, 32, generator=g) * 1.01
+    logits = torch.randn(64, 10, generator=g)
+    exact = coral(xs, xt), class_confusion(logits, 2.5), covariance(xs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = coral(xs, xt), class_confusion(logits, 2.5), covariance(xs)
+    for a, b in zip(exact, under, strict=True):
+        assert b.dtype == torch.float32 and torch.allclose(a, b, rtol=1e-6, atol=1e-9)

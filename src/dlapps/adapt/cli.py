@@ -52,6 +52,11 @@ def adapt(
                                      "accuracy reaches this (default 0.5; 0 = no warm-up, the papers')"),
     reverse_every: int = typer.Option(None, help="reverse validation (a DANN retrained on the target's "
                                       "pseudo-labels) every k epochs and at the last; 0 = never"),
+    amp: bool = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA (default on)"),
+    cpu_bf16: bool = typer.Option(None, "--cpu-bf16/--no-cpu-bf16", help="bf16 autocast on a CPU with "
+                                  "native bf16: faster, less stable (default off)"),
+    channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
+                                       help="convolutions in NHWC memory format (default on)"),
     config: Path = opt.CONFIG,
     tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="t-SNE figure of the features"),
     a_distance: bool = typer.Option(True, "--a-distance/--no-a-distance", help="proxy A-distance"),
@@ -81,7 +86,8 @@ def adapt(
                      lambda_schedule=lambda_schedule, gamma=gamma, lambda_max=lambda_max,
                      arch=arch, backbone=backbone, image_size=image_size, batchnorm=batchnorm, tsne=tsne,
                      input_norm=input_norm, warmup_acc=warmup_acc, reverse_every=reverse_every,
-                     a_distance=a_distance, method_options=parse_method_options(option))
+                     amp=amp, cpu_bf16=cpu_bf16, channels_last=channels_last, a_distance=a_distance,
+                     method_options=parse_method_options(option))
     base = None if config is not None else make_preset(preset)
     cfg = merge(AdaptConfig, config, overrides, base=base)
     results = run_adapt(cfg, out=out, resume=resume, progress=not quiet, workers=workers,

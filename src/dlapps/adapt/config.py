@@ -57,7 +57,7 @@ class AdaptConfig:
     domain_hidden: list[int] | None = None  # None: the architecture's own
     photos: str | None = None  # MNIST-M backgrounds: auto | skimage | bsds500 | a folder
     device: str = "auto"
-    amp: bool = True
+    amp: bool = True  # bf16 autocast on CUDA
     tsne: bool = True
     tsne_points: int = 500  # per domain
     a_distance: bool = True
@@ -76,6 +76,13 @@ class AdaptConfig:
     # the alignment terms wait until the held-out source accuracy reaches this (0: no warm-up)
     warmup_acc: float = 0.5
     reverse_every: int = 4  # proper reverse validation every k epochs and at the last (0: never)
+    # --- added with issue 17 (speed): the networks' weights in channels_last, so convolutions run
+    # NHWC (1.3x the paper network's step on a CPU, bench/results/step_speed.md); a speed setting,
+    # left out of the fingerprint
+    channels_last: bool = True
+    # bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX): 1.2x more on the step, but DANN
+    # at the defaults diverged on 1 of 3 seeds with it (issue 17's closing note), so it is opt-in
+    cpu_bf16: bool = False
 
     # --- derived -------------------------------------------------------------------------------
     def resolved_arch(self) -> str:
@@ -140,10 +147,10 @@ class AdaptConfig:
     def training_fingerprint(self, method: str, seed: int) -> str:
         """Hash of what one (method, seed) training run computes; guards --resume."""
         ignore = {"methods", "seeds", "device", "tsne", "tsne_points", "a_distance", "log_every",
-                  "preset", "selection", "reverse_every"}
+                  "preset", "selection", "reverse_every", "channels_last"}
         d = {k: v for k, v in asdict(self).items() if k not in ignore}
         for key, default in (("method_options", {}), ("train_limit", None), ("backbone", None),
-                             ("input_norm", "mean"), ("warmup_acc", 0.0)):
+                             ("input_norm", "mean"), ("warmup_acc", 0.0), ("cpu_bf16", False)):
             if d[key] == default:
                 del d[key]
         d.update(method=method, seed=seed)

@@ -152,7 +152,8 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
     trainer = Trainer(
         method, batches, make_optimizer(config, method),
         lr_schedule(config.lr_schedule, config.lr, config.lr_alpha, config.lr_beta),
-        config.epochs, cell_dir, evaluate=evaluate, device=device, amp=config.amp, dist=dist,
+        config.epochs, cell_dir, evaluate=evaluate, device=device, amp=config.amp, cpu_amp=config.cpu_bf16,
+        channels_last=config.channels_last, dist=dist,
         fingerprint=config.training_fingerprint(method_name, seed), log_every=config.log_every,
         progress=progress, desc=cell_name(method_name, seed),
     )

@@ -108,9 +108,11 @@ def mmd(xs: torch.Tensor, xt: torch.Tensor, estimator: str = "unbiased",
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
-    """The unbiased d×d covariance of the rows of ``x``."""
-    centred = x - x.mean(0, keepdim=True)
-    return centred.T @ centred / (len(x) - 1)
+    """The unbiased d×d covariance of the rows of ``x``, in float32 outside autocast (a bf16
+    matrix product would round the small differences CORAL compares)."""
+    with torch.autocast(x.device.type, enabled=False):
+        centred = x.float() - x.float().mean(0, keepdim=True)
+        return centred.T @ centred / (len(x) - 1)
 
 
 def coral(xs: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
@@ -195,6 +197,7 @@ def class_confusion(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     n, classes = logits.shape
     probs = (logits.float() / temperature).softmax(1)
     w = 1 + torch.exp(-entropy(probs.detach()))
-    confusion = probs.T @ (probs * (n * w / w.sum())[:, None])
+    with torch.autocast(logits.device.type, enabled=False):  # float32, as every loss here
+        confusion = probs.T @ (probs * (n * w / w.sum())[:, None])
     confusion = confusion / confusion.sum(1, keepdim=True)
     return (confusion.sum() - confusion.trace()) / classes

@@ -66,7 +66,8 @@ def reverse_validation(config, make_net: Callable[[], DomainAdaptationNet], targ
         optimizer = make_optimizer(config, method)
         schedule = lr_schedule(config.lr_schedule, config.lr, config.lr_alpha, config.lr_beta)
         Trainer(method, batches, optimizer, schedule, epochs, None, device=device, amp=config.amp,
-                progress=False, tensorboard=False).fit()
+                cpu_amp=config.cpu_bf16, channels_last=config.channels_last, progress=False,
+                tensorboard=False).fit()
         method.eval()
         predicted = batched(method.predict, val_x, device).argmax(1)
     finally:

@@ -16,8 +16,9 @@ optimizers):
 
 Either way, per step the engine sets every optimizer's learning rate from its schedule (times a
 group's ``lr_mult``; no schedule leaves the rates as they are), runs the step under autocast
-(CUDA), refuses a non-finite loss *before* the update it would feed (:class:`NonFiniteLossError`
-naming the step; the last checkpoint is left as it was), and logs. Per epoch it evaluates, calls
+(CUDA; with ``cpu_amp``, bf16 on a CPU that has it natively), refuses a non-finite loss *before*
+the update it would feed (:class:`NonFiniteLossError` naming the step; the last checkpoint is
+left as it was), and logs. Per epoch it evaluates, calls
 ``epoch_end``, logs, and writes ``checkpoint.pt`` atomically (module, every optimizer, position,
 RNG, history). ``fit()`` on a run directory that holds a checkpoint continues from it and reaches
 the same final numbers as an uninterrupted run (the batch order is a function of (seed, epoch)
@@ -102,6 +103,8 @@ class Trainer:
         epoch_end: Callable[[int, nn.Module], None] | None = None,
         device: torch.device | None = None,
         amp: bool = True,
+        cpu_amp: bool = False,
+        channels_last: bool = False,
         dist: Dist | None = None,
         fingerprint: str = "",
         log_every: int = 10,
@@ -114,6 +117,8 @@ class Trainer:
         self.device = device or torch.device("cpu")
         self.dist = dist or Dist()
         self.module = module.to(self.device)
+        if channels_last:  # convolutions then run NHWC, the layout oneDNN's CPU kernels prefer
+            self.module.to(memory_format=torch.channels_last)
         self.manual = bool(getattr(module, "manual_optimization", False))
         if self.manual and self.dist.active:
             raise ConfigError("a step that drives several optimizers does not run under torchrun yet; "
@@ -133,7 +138,7 @@ class Trainer:
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.evaluate = evaluate
         self.epoch_end = epoch_end
-        self.amp = amp
+        self.amp, self.cpu_amp = amp, cpu_amp
         self.fingerprint = fingerprint
         self.log_every = max(1, log_every)
         self.progress = progress and self.dist.main
@@ -230,10 +235,10 @@ class Trainer:
             lr = self._set_rates(progress)
             ctx.index = step + 1
             if self.manual:
-                with autocast(self.device, self.amp):
+                with autocast(self.device, self.amp, self.cpu_amp):
                     out = step_module.training_step(batch, progress, ctx)
             else:
-                with autocast(self.device, self.amp):
+                with autocast(self.device, self.amp, self.cpu_amp):
                     out = step_module(*batch, progress)
                 ctx.optimize(MAIN, out["loss"], **out)
             step += 1

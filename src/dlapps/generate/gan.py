@@ -163,8 +163,11 @@ def model_trainer(build: Callable[[int], nn.Module], config, data: GanData, run_
             save_png(grid, run_dir / "figures" / "epochs" / f"epoch_{epoch:03d}.png")
         save_config(config, run_dir / CONFIG)
 
+    # NHWC where measured to pay (GanConfig.channels_last); the VAE and the DDPM keep the default
+    channels_last = getattr(config, "channels_last", False)
     return Trainer(model, batches, model.optimizers(config), None, config.epochs, run_dir,
-                   epoch_end=epoch_end, device=device, amp=False, fingerprint=config.fingerprint(),
+                   epoch_end=epoch_end, device=device, amp=False, channels_last=channels_last,
+                   fingerprint=config.fingerprint(),
                    log_every=1, progress=progress, desc=run_dir.name, tensorboard=tensorboard)
 
 
