@@ -34,8 +34,8 @@ from dlapps.adapt.config import AdaptConfig
 from dlapps.adapt.methods import get_method
 from dlapps.adapt.methods.base import make_optimizer
 from dlapps.data import load_domain
-from dlapps.engine import Labelled, seed_everything
-from dlapps.engine.batches import epoch_generator, index_stream, to_float
+from dlapps.engine import Labelled, PairedBatches, seed_everything
+from dlapps.engine.batches import to_float
 from dlapps.engine.device import cpu_name
 from dlapps.io import atomic_write_bytes, atomic_write_json
 from dlapps.models import build_digits_net
@@ -53,17 +53,14 @@ def train(variant: str, s: Labelled, t: Labelled, test: Labelled, mean, warm: in
         method = method.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg, method)
     amp = torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in variant else contextlib.nullcontext()
-    n_steps = len(s.y) // bs
+    batches = PairedBatches(s, t, bs, 0)
     start = 0.0
     for epoch in range(warm + epochs):
         if epoch == warm:
             start = time.perf_counter()
-        i_s = index_stream(len(s.y), n_steps * bs, epoch_generator(0, epoch, 0))
-        i_t = index_stream(len(t.y), n_steps * bs, epoch_generator(0, epoch, 1))
-        for k in range(n_steps):
-            a, b = i_s[k * bs:(k + 1) * bs], i_t[k * bs:(k + 1) * bs]
+        for xs, ys, xt, _ in batches.epoch(epoch):
             with amp:
-                loss = method(to_float(s.x[a]), s.y[a], to_float(t.x[b]), None, 0.5)["loss"]
+                loss = method(xs, ys, xt, None, 0.5)["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -71,7 +68,7 @@ def train(variant: str, s: Labelled, t: Labelled, test: Labelled, mean, warm: in
     method.eval()
     with torch.no_grad():
         pred = torch.cat([method.logits(to_float(x)).argmax(1) for x in test.x.split(512)])
-    return seconds, epochs * n_steps * 2 * bs, float((pred == test.y).float().mean())
+    return seconds, epochs * batches.steps_per_epoch * 2 * bs, float((pred == test.y).float().mean())
 
 
 def markdown(r: dict) -> str:

@@ -58,8 +58,7 @@ import torch
 import peers  # bench/peers.py, beside this script
 from dlapps.adapt.config import AdaptConfig, preset
 from dlapps.adapt.experiment import Pair, build_method, load_pair, make_optimizer, train_cell
-from dlapps.engine import Labelled
-from dlapps.engine.batches import epoch_generator, index_stream, to_float
+from dlapps.engine import Labelled, PairedBatches
 from dlapps.engine.device import cpu_name
 from dlapps.engine.distributed import Dist
 from dlapps.engine.runlog import read_metrics
@@ -122,18 +121,17 @@ def plain_paper(args, seed: int) -> list[dict]:
     method = build_method(cfg, pair, "dann", seed)
     opt = make_optimizer(cfg, method)
     lr = lr_schedule(cfg.lr_schedule, cfg.lr, cfg.lr_alpha, cfg.lr_beta)
-    bs, n_steps = cfg.batch_size, len(s.train_y) // cfg.batch_size
+    batches = PairedBatches(Labelled(s.train_x, s.train_y), Labelled(t.train_x, t.train_y),
+                            cfg.batch_size, seed)
+    n_steps = batches.steps_per_epoch
     total = cfg.epochs * n_steps
 
     def train_epoch(epoch: int) -> None:
-        i_s = index_stream(len(s.train_y), n_steps * bs, epoch_generator(seed, epoch, 0))
-        i_t = index_stream(len(t.train_y), n_steps * bs, epoch_generator(seed, epoch, 1))
-        for k in range(n_steps):
+        for k, (xs, ys, xt, _) in enumerate(batches.epoch(epoch)):
             p = (epoch * n_steps + k) / total
             for group in opt.param_groups:
                 group["lr"] = lr(p)
-            a, b = i_s[k * bs:(k + 1) * bs], i_t[k * bs:(k + 1) * bs]
-            loss = method(to_float(s.train_x[a]), s.train_y[a], to_float(t.train_x[b]), None, p)["loss"]
+            loss = method(xs, ys, xt, None, p)["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()

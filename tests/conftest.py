@@ -114,6 +114,33 @@ def finished_run(tmp_path_factory):
     return out, result.output
 
 
+@pytest.fixture(scope="session")
+def sklearn_digits_cnn():
+    """A factory ``(size, epochs) -> (net, x, y)``: a tiny CNN trained with Adam (seed 0) on
+    scikit-learn's real 8x8 digits, upscaled to size x size RGB in [0, 1] — the explain tests'
+    real network (random weights leave logits that barely depend on the input)."""
+    from sklearn.datasets import load_digits
+    from torch import nn
+
+    def train(size: int, epochs: int):
+        d = load_digits()
+        x = torch.tensor(d.images / 16.0, dtype=torch.float32)[:, None]
+        x = nn.functional.interpolate(x, size=size, mode="bilinear").expand(-1, 3, -1, -1).contiguous()
+        y = torch.tensor(d.target)
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                            nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 10))
+        opt = torch.optim.Adam(net.parameters(), lr=2e-2)
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x)).split(128):
+                opt.zero_grad()
+                nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+                opt.step()
+        return net, x, y
+
+    return train
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """For modules of tiny models: one thread is faster, and far faster on a shared CPU."""

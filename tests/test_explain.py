@@ -36,33 +36,12 @@ def tiny_cnn(seed: int = 0, classes: int = 5) -> ExplainModel:
 
 
 @pytest.fixture(scope="module")
-def digits_cnn() -> ExplainModel:
+def digits_cnn(sklearn_digits_cnn) -> ExplainModel:
     """A tiny CNN trained (~1 s) on scikit-learn's real 8x8 digits, upscaled to 12x12 RGB.
 
     Random weights leave a net whose logits barely depend on the input; attacks need a real one.
     """
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.images / 16.0, dtype=torch.float32)[:, None]
-    x = nn.functional.interpolate(x, size=SIZE, mode="bilinear").expand(-1, 3, -1, -1).contiguous()
-    y = torch.tensor(d.target)
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32, 10),
-    )
-    opt = torch.optim.Adam(net.parameters(), lr=2e-2)
-    for _ in range(10):
-        for idx in torch.randperm(len(x)).split(128):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
+    net, x, y = sklearn_digits_cnn(SIZE, epochs=10)
     with torch.no_grad():
         accuracy = (net(x).argmax(1) == y).float().mean()
     assert accuracy > 0.85, accuracy

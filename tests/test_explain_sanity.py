@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from dlapps.errors import ConfigError
 from dlapps.explain import sanity
@@ -17,24 +16,10 @@ SIZE = 12
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digits(sklearn_digits_cnn):
     """A small CNN trained briefly on scikit-learn's 8x8 digits (upscaled to 12x12 RGB), with its
     training data, so it can be retrained; six test images."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.images / 16.0, dtype=torch.float32)[:, None]
-    x = nn.functional.interpolate(x, size=SIZE, mode="bilinear").expand(-1, 3, -1, -1).contiguous()
-    y = torch.tensor(d.target)
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=2e-2)
-    for _ in range(4):
-        for idx in torch.randperm(len(x)).split(128):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
+    net, x, y = sklearn_digits_cnn(SIZE, epochs=4)
     model = ExplainModel.wrap(net, [str(i) for i in range(10)], SIZE, "digits", training_data=lambda: (x, y))
     test = x[::300][:6]
     return model, test, model.predict(test)[0]
