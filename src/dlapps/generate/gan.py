@@ -137,7 +137,7 @@ def n_classes_of(config: GanConfig, data: GanData) -> int:
 def model_trainer(build: Callable[[int], nn.Module], config, data: GanData, run_dir: Path,
                   sampler: Callable[[nn.Module, int], nn.Module | None], fixed: Callable, *,
                   progress: bool = True, device: torch.device | None = None,
-                  tensorboard: bool = True) -> Trainer:
+                  tensorboard: bool = True, channels_last: bool = False) -> Trainer:
     """The engine's :class:`~dlapps.engine.Trainer` for one generative model (GAN, VAE, DDPM) on
     ``data`` into ``run_dir``; ``fit()`` resumes from its checkpoint, ``.module`` is the model.
 
@@ -146,7 +146,8 @@ def model_trainer(build: Callable[[int], nn.Module], config, data: GanData, run_
     are functions of the seed. Batches are ``(x in [0, 1], y, None, None)``. Per epoch the run's
     ``config.json`` is written beside the checkpoint and, when ``sampler(model, epoch)`` gives a
     G(z, y), the grid of its images of the fixed inputs ``fixed(config, n_classes)`` (rows =
-    classes for a conditional model) as ``figures/epochs/epoch_XXX.png``."""
+    classes for a conditional model) as ``figures/epochs/epoch_XXX.png``. ``channels_last`` puts
+    the model's weights in NHWC (the GAN's, where it was measured to pay)."""
     n_classes = n_classes_of(config, data)
     run_dir = Path(run_dir)
     seed_everything(config.seed)
@@ -163,8 +164,6 @@ def model_trainer(build: Callable[[int], nn.Module], config, data: GanData, run_
             save_png(grid, run_dir / "figures" / "epochs" / f"epoch_{epoch:03d}.png")
         save_config(config, run_dir / CONFIG)
 
-    # NHWC where measured to pay (GanConfig.channels_last); the VAE and the DDPM keep the default
-    channels_last = getattr(config, "channels_last", False)
     return Trainer(model, batches, model.optimizers(config), None, config.epochs, run_dir,
                    epoch_end=epoch_end, device=device, amp=False, channels_last=channels_last,
                    fingerprint=config.fingerprint(),
@@ -175,7 +174,8 @@ def gan_trainer(config: GanConfig, data: GanData, run_dir: Path, *, progress: bo
                 device: torch.device | None = None, tensorboard: bool = True) -> Trainer:
     """:func:`model_trainer` for one GAN (per epoch: G's grid)."""
     return model_trainer(lambda n: GAN(config, n), config, data, run_dir, lambda gan, _: gan.g, fixed_inputs,
-                         progress=progress, device=device, tensorboard=tensorboard)
+                         progress=progress, device=device, tensorboard=tensorboard,
+                         channels_last=config.channels_last)
 
 
 def read_run(run_dir: Path, cls: type, what: str) -> tuple:
