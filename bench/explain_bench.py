@@ -21,7 +21,9 @@ Writes bench/results/explain.json and explain.md (+ figures under bench/results/
   SSIM per step, the figure), with the ``edge`` control; with ``--digits-run RUN/CELL`` also the
   data (label) randomisation of a ``dlapps adapt`` digits network;
 * the saliency part also reports faithfulness correlation and max-sensitivity (Quantus's
-  definitions) beside RISE, against the two random maps.
+  definitions) beside RISE, against the two random maps;
+* cli: the wall time of ``dlapps explain`` with no arguments (its defaults, ``--threads``), as a
+  user runs it, in a fresh output folder.
 
 Examples: ``--parts completeness`` (IG only), ``--parts sanity --sanity-photos 4``,
 ``--parts saliency --sensitivity-samples 3``.
@@ -34,7 +36,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -181,6 +185,17 @@ def bench_sanity(model, x: torch.Tensor, fig_dir: Path, digits_run: str | None) 
                       "spearman": {m: res.mean("spearman", m) for m in SANITY},
                       "ssim": {m: res.mean("ssim", m) for m in SANITY}}
     return out
+
+
+def time_default_cli(threads: int) -> dict:
+    """``dlapps explain --threads N --quiet`` into a fresh folder: the wall seconds and its parts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dlapps", "explain", "--threads", str(threads), "--quiet",
+                        "--out", tmp], check=True)
+        wall = time.perf_counter() - began
+        parts = sorted(p.parent.name for p in Path(tmp).glob("*/results.json"))
+    return {"wall_seconds": round(wall, 1), "threads": threads, "parts": parts}
 
 
 def summarize(res: attacks.AttackResult, extra: dict | None = None) -> dict:
@@ -478,6 +493,11 @@ def markdown(r: dict) -> str:
         lines.append("|---|---|---|")
         lines += [f"| {g['parameter']} | {g['value']:g} | {g['probability']:.3f} |" for g in w["grid"]]
         lines.append("")
+    if "cli" in r:
+        c = r["cli"]
+        lines.append(f"## `dlapps explain` with no arguments\n\n{c['wall_seconds']:.0f} s wall "
+                     f"({c['wall_seconds'] / 60:.1f} min; the limit is 5 min) with --threads {c['threads']}, "
+                     f"parts: {', '.join(c['parts'])}.\n")
     if "speed" in r:
         lines.append(
             f"## Saliency maps per second on the CPU ({r['speed_size']} px, batch 4, random weights)\n"
@@ -559,6 +579,8 @@ def main(argv=None) -> None:
             r["compare"] = bench_compare(model, fig_dir)
         elif part == "speed":
             r["speed"], r["speed_size"] = bench_speed(224), 224
+        elif part == "cli":
+            r["cli"] = time_default_cli(args.threads)
         r.setdefault("seconds", {})[part] = round(time.perf_counter() - start, 1)
         atomic_write_json(path, r)
         print(f"[{part}] {r['seconds'][part]} s", file=sys.stderr, flush=True)
