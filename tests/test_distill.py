@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from dlapps.cli import app
 from dlapps.distill import experiment as E
 from dlapps.distill.base import FeatureTap, last_linear
-from dlapps.distill.config import DistillConfig, cell_fingerprint, is_teacher_path
+from dlapps.distill.config import DistillConfig, cell_fingerprint, is_teacher_path, teacher_fingerprint
 from dlapps.distill.feature import Feature, hint_loss
 from dlapps.distill.kinds import KINDS
 from dlapps.distill.relation import pairwise_distances, rkd_angle_loss, rkd_distance_loss
@@ -362,3 +362,20 @@ def test_data_errors_name_the_problem():
         E.load_data(DistillConfig(), {"classes": ["x", "y"], "size": 28, "channels": 1})
     with pytest.raises(ConfigError, match="smaller than one batch"):
         DistillConfig(limit=10).validate()
+
+
+def test_channels_last_is_a_speed_setting_only(tmp_path):
+    """A cnn trains in NHWC by default; the memory format is in no fingerprint, so a run folder
+    continues whichever layout it was started with; --no-channels-last parses."""
+    cfg = DistillConfig(limit=64, teacher="cnn-small", teacher_epochs=1, batch_size=32)
+    plain = replace(cfg, channels_last=False)
+    assert teacher_fingerprint(cfg, 0) == teacher_fingerprint(plain, 0)
+    assert cell_fingerprint(cfg, "response", 0, "t") == cell_fingerprint(plain, "response", 0, "t")
+    data = E.load_data(cfg)
+    for c, name in ((cfg, "nhwc"), (plain, "nchw")):
+        E.train_cell(E.CellJob(c, E.TEACHER, 0, tmp_path / name, data, None, "fp"))
+    conv = {name: torch.load(tmp_path / name / "model.pt", weights_only=True)["state_dict"]["body.4.weight"]
+            for name in ("nhwc", "nchw")}  # 8 -> 16 channels
+    assert conv["nhwc"].is_contiguous(memory_format=torch.channels_last) and not conv["nhwc"].is_contiguous()
+    assert conv["nchw"].is_contiguous()
+    _fails(["--no-channels-last", "--T", "0", "--out", str(tmp_path / "run")], "must be positive")

@@ -242,6 +242,25 @@ def test_eval_mode_restores_the_previous_mode_even_when_the_block_raises():
     assert net.training
 
 
+def test_frozen_skips_weight_gradients_keeps_input_gradients_and_restores():
+    from dlapps.engine.batches import frozen
+
+    torch.manual_seed(0)
+    d = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    d[2].bias.requires_grad_(False)  # a parameter frozen before stays frozen after
+    x = torch.randn(5, 3, requires_grad=True)
+    (want,) = torch.autograd.grad(d(x).sum(), x)
+    with frozen(d):
+        out = d(x)
+    out.sum().backward()  # backward after the block: the graph was built without D's weights
+    assert torch.allclose(x.grad, want)
+    assert all(p.grad is None for p in d.parameters())
+    assert [p.requires_grad for p in d.parameters()] == [True, True, True, False]
+    with pytest.raises(RuntimeError), frozen(d):
+        raise RuntimeError("boom")
+    assert [p.requires_grad for p in d.parameters()] == [True, True, True, False]
+
+
 def test_speed_options_change_the_layout_and_precision_not_the_learning(digits_pair, tmp_path):
     """channels_last puts every conv weight in NHWC; cpu_amp autocasts to bf16 exactly where the
     CPU has native bf16; both together still learn the digits (source accuracy over a floor)."""

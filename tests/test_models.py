@@ -8,6 +8,8 @@ import torch
 from dlapps.adapt.config import PRESETS, AdaptConfig, preset
 from dlapps.errors import ConfigError, UnknownNameError
 from dlapps.models import build_digits_net
+from dlapps.models.nets import build_net
+from dlapps.ssl.base import Encoder
 
 
 def test_mnist_net_matches_the_paper():
@@ -28,6 +30,34 @@ def test_svhn_net_shapes():
     assert [m.out_features for m in net.discriminator if isinstance(m, torch.nn.Linear)] == [1024, 1024, 1]
     assert any(isinstance(m, torch.nn.Dropout) for m in net.classifier)
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def _textbook_order(body: torch.nn.Sequential) -> torch.nn.Sequential:
+    """The same modules with every (pool, ReLU) pair put back in the lecture's ReLU → pool order."""
+    mods = list(body)
+    for i in range(len(mods) - 1):
+        if isinstance(mods[i], torch.nn.MaxPool2d) and isinstance(mods[i + 1], torch.nn.ReLU):
+            mods[i], mods[i + 1] = mods[i + 1], mods[i]
+    assert mods != list(body)  # the fast order is in use
+    return torch.nn.Sequential(*mods)
+
+
+@pytest.mark.parametrize("build, shape", [
+    (lambda: build_digits_net("mnist", 3, 28).features, (6, 3, 28, 28)),
+    (lambda: build_digits_net("svhn", 3, 32, batchnorm=True).features, (6, 3, 32, 32)),
+    (lambda: build_net("cnn", 1, 28, 10).body, (6, 1, 28, 28)),
+    (lambda: Encoder(1, 8).body, (6, 1, 28, 28)),
+])
+def test_pool_before_relu_is_the_same_function_and_gradient(build, shape):
+    torch.manual_seed(0)
+    body, x = build().train(), torch.randn(shape, requires_grad=True)
+    torch.manual_seed(1)  # the same dropout masks for both orders
+    fast = body(x)
+    (g_fast,) = torch.autograd.grad(fast.square().sum(), x)
+    torch.manual_seed(1)
+    slow = _textbook_order(body)(x)
+    (g_slow,) = torch.autograd.grad(slow.square().sum(), x)
+    assert torch.allclose(fast, slow) and torch.allclose(g_fast, g_slow)
 
 
 def test_normalisation_lives_in_the_net_and_init_is_glorot():

@@ -184,3 +184,27 @@ def test_another_configuration_in_the_same_folder_is_refused(tmp_path):
     again = CliRunner().invoke(app, ["semi", "--labels", "200", "--methods", "supervised", "--epochs", "1",
                                      "--unlabelled-batch", "384", "--no-tsne", "--out", str(out), "-q"])
     assert again.exit_code == 2 and "other settings (labels)" in again.output
+
+
+def test_channels_last_is_a_speed_setting_only(mnist, tmp_path):
+    """The network trains in NHWC by default; the memory format is in no fingerprint and no settings
+    check, so a run folder continues whichever layout it was started with; --no-channels-last reaches
+    the config."""
+    def conv(cell):
+        return torch.load(cell / "model.pt")["state_dict"]["features.3.weight"]  # 32 -> 48 channels
+
+    assert (SemiConfig().training_fingerprint("supervised", 100, 0)
+            == SemiConfig(channels_last=False).training_fingerprint("supervised", 100, 0))
+    config = SemiConfig(labels=[100], epochs=1, unlabelled_batch=384, tsne=False)
+    train_cell(config, _tiny(mnist), "supervised", 100, 0, tmp_path / "c", torch.device("cpu"), False)
+    assert conv(tmp_path / "c").is_contiguous(memory_format=torch.channels_last)
+    assert not conv(tmp_path / "c").is_contiguous()
+    out = tmp_path / "run"
+    args = ["semi", "--labels", "100", "--methods", "supervised", "--epochs", "1",
+            "--unlabelled-batch", "384", "--no-tsne", "--out", str(out), "-q"]
+    plain = CliRunner().invoke(app, [*args, "--no-channels-last"])
+    assert plain.exit_code == 0, plain.output
+    assert json.loads((out / "config.json").read_text())["channels_last"] is False
+    assert conv(out / "supervised-n100-seed0").is_contiguous()
+    again = CliRunner().invoke(app, args)  # the default layout continues the folder
+    assert again.exit_code == 0, again.output

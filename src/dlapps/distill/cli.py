@@ -6,8 +6,9 @@
     dlapps distill --teacher RUN_DIR    the teacher of a finished run of any area (its model.pt)
     dlapps distill --kinds response --T 8 --alpha 0.5 --student cnn-small --seeds 0,1,2
 
-Takes --seeds, --out, --quiet, --workers, --device and --config (a config.json of a distill run;
-given options override it), and resumes when run again with the same --out.
+Takes --seeds, --out, --quiet, --workers, --launcher (local, slurm or ray, with --launcher-option
+KEY=VALUE), --device and --config (a config.json of a distill run; given options override it), and
+resumes when run again with the same --out.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ def distill(
     limit: int = typer.Option(None, help="use only N training images (a fixed random subset)"),
     size: int = typer.Option(None, help="image side (default: the data's, or a loaded teacher's)"),
     channels: int = typer.Option(None, help="1 or 3 (default: the data's, or a loaded teacher's)"),
+    channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
+                                       help="convolutions in NHWC memory format (default on)"),
     seeds: str = opt.SEEDS, out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS,
+    launcher: str = opt.LAUNCHER, launcher_option: list[str] = opt.LAUNCHER_OPTION,
     device: str = opt.DEVICE, config: Path = opt.CONFIG,
 ) -> None:
     """Teacher, student from scratch and one distilled student per kind; the table and report.
@@ -60,14 +64,16 @@ def distill(
     from dlapps.distill.config import DistillConfig
     from dlapps.distill.experiment import run_distill
     from dlapps.distill.report import results_table
+    from dlapps.engine.launchers import parse_launcher
 
     cfg = merge(DistillConfig, config, {
         "data": data, "teacher": teacher, "student": student, "kinds": csv_list(kinds), "T": temperature,
         "alpha": alpha, "epochs": epochs, "teacher_epochs": teacher_epochs, "batch_size": batch_size,
-        "lr": lr, "limit": limit, "size": size, "channels": channels, "seeds": parse_seeds(seeds),
-        "device": device})
+        "lr": lr, "limit": limit, "size": size, "channels": channels, "channels_last": channels_last,
+        "seeds": parse_seeds(seeds), "device": device})
     out = out or default_run_dir("distill")
-    results = run_distill(cfg, out, progress=not quiet, workers=workers)
+    results = run_distill(cfg, out, progress=not quiet, workers=workers,
+                          launcher=parse_launcher(launcher, launcher_option))
     typer.echo(results_table(results, markdown=True))
     typer.echo(f"\n{results['wall_seconds']:.0f} s; results in {out}/results.json, "
                f"report in {out}/report.html")

@@ -56,6 +56,9 @@ class DistillConfig:
     limit: int | None = None  # use only `limit` training images, a fixed random subset (tests, quick looks)
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
+    # --- added with issue 17 (speed): the networks' weights in channels_last, so the convolutions of a
+    # cnn teacher or student run NHWC (an mlp has none); a speed setting, in no fingerprint
+    channels_last: bool = True
 
     def validate(self) -> DistillConfig:
         if not self.T > 0:

@@ -21,7 +21,10 @@ A run directory looks like::
       scratch-seed0/  response-seed0/  feature-seed0/  relation-seed0/    the same per student
 
 Running again with the same ``--out`` resumes: finished cells are kept (their fingerprint
-matches), an interrupted one continues from its last epoch's checkpoint.
+matches), an interrupted one continues from its last epoch's checkpoint. The cells of a stage (the
+teachers, then the students) run in this process, in ``--workers`` processes of this machine, or as
+Slurm jobs or Ray tasks (``--launcher``, :mod:`dlapps.engine.launchers`), with the same numbers
+wherever they ran.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ from dlapps.distill.kinds import KINDS, SCRATCH
 from dlapps.distill.scratch import Scratch
 from dlapps.engine.batches import Labelled, PairedBatches, batched, eval_mode, to_float
 from dlapps.engine.device import resolve_device
-from dlapps.engine.parallel import resolve_workers, run_parallel
+from dlapps.engine.launchers import Launcher, get_launcher
+from dlapps.engine.parallel import run_cells
 from dlapps.engine.schedules import cosine
 from dlapps.engine.seeding import seed_everything
 from dlapps.engine.trainer import Trainer
@@ -165,11 +169,20 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _finished(job: CellJob) -> dict | None:
+    """What ``final.json`` holds if the cell finished with these settings (its fingerprint) and
+    kept its ``model.pt``; else None."""
+    done = _read_json(job.cell / FINAL)
+    if done and done.get("fingerprint") == job.fingerprint and (job.cell / MODEL_FILE).is_file():
+        return done
+    return None
+
+
 def train_cell(job: CellJob) -> dict:
     """Train one teacher or student (resuming from its checkpoint), save its ``model.pt`` and
     write ``final.json`` (last: a cell with it is done); returns what final.json holds."""
-    done = _read_json(job.cell / FINAL)
-    if done and done.get("fingerprint") == job.fingerprint and (job.cell / MODEL_FILE).is_file():
+    done = _finished(job)
+    if done:
         return done
     cfg, data = job.config, job.data
     c, size, _ = data.shape
@@ -196,8 +209,8 @@ def train_cell(job: CellJob) -> dict:
     batches = PairedBatches(Labelled(data.train_x, data.train_y), None, cfg.batch_size, job.seed)
     optimizer = torch.optim.Adam(module.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     trainer = Trainer(module, batches, optimizer, cosine(cfg.lr), epochs, job.cell, evaluate=evaluate,
-                      device=torch.device(job.device), fingerprint=job.fingerprint, progress=job.progress,
-                      desc=job.cell.name)
+                      device=torch.device(job.device), channels_last=cfg.channels_last,
+                      fingerprint=job.fingerprint, progress=job.progress, desc=job.cell.name)
     history = trainer.fit()
     net = module.student.cpu().eval()
     save_classifier(job.cell / MODEL_FILE, net, BUILDER, net.spec, data.classes, size=size, channels=c,
@@ -231,25 +244,37 @@ def _curves(finals: list[dict]) -> dict:
 
 
 def _run_cells(jobs: list[CellJob], workers: int | None, device: torch.device, progress: bool,
-               desc: str) -> list[dict]:
-    n = 1 if device.type == "cuda" else resolve_workers(workers, len(jobs))
-    jobs = [replace(j, progress=progress and n == 1) for j in jobs]
-    return run_parallel(train_cell, [(j,) for j in jobs], n, desc, progress)
+               launcher: Launcher) -> list[dict]:
+    """Every job's final.json, in order: read back where a cell finished with these settings (under
+    any launcher), else trained through ``launcher`` (local: ``workers`` processes on a CPU, one on a
+    GPU). A final.json of other settings (another fingerprint) or without its model.pt does not count."""
+    by_cell = {(j.role, j.seed): j for j in jobs}
+
+    def final_file(c: tuple[str, int]) -> Path | None:
+        return by_cell[c].cell / FINAL if _finished(by_cell[c]) else None
+
+    finals, _ = run_cells(train_cell, list(by_cell), final_file,
+                          lambda c, bar: (replace(by_cell[c], progress=bar),),
+                          workers if device.type == "cpu" else 1, progress, launcher)
+    return finals
 
 
 def run_distill(config: DistillConfig | None = None, out: Path | None = None, *, progress: bool = True,
-                workers: int | None = None, device: torch.device | str | None = None) -> dict:
+                workers: int | None = None, device: torch.device | str | None = None,
+                launcher: Launcher | str | None = None) -> dict:
     """Train (or read) the teacher, the student from scratch and one distilled student per kind
     for every seed of ``config``; write results.json, the model files, figures and report.html
     into ``out`` (default ``runs/distill-<time>``; running again continues it); the results.
 
     ``workers`` cells train at once in their own processes (None: one per CPU core; one on a
-    GPU). ``device`` (default: the config's) is where the cells train."""
+    GPU); ``launcher`` sends them to a Slurm or Ray cluster instead (:mod:`dlapps.engine.launchers`).
+    ``device`` (default: the config's) is where the cells train."""
     from dlapps.cli_support import default_run_dir
 
     cfg = (config or DistillConfig()).validate()
     began = time.perf_counter()
     out = Path(out) if out is not None else default_run_dir(KIND)
+    launcher = get_launcher(launcher).within(out)
     device = device if isinstance(device, torch.device) else resolve_device(device or cfg.device)
     from_file = is_teacher_path(cfg.teacher)
     teacher_file, teacher_info = load_teacher_file(cfg.teacher) if from_file else (None, None)
@@ -269,7 +294,7 @@ def run_distill(config: DistillConfig | None = None, out: Path | None = None, *,
     else:
         jobs = [CellJob(cfg, TEACHER, s, out / f"{TEACHER}-seed{s}", data, None, teacher_fingerprint(cfg, s),
                         device=dev) for s in seeds]
-        for job, final in zip(jobs, _run_cells(jobs, workers, device, progress, "teachers"), strict=True):
+        for job, final in zip(jobs, _run_cells(jobs, workers, device, progress, launcher), strict=True):
             teacher_files[job.seed], teacher_ids[job.seed] = job.cell / MODEL_FILE, final["fingerprint"]
             teacher_finals[job.seed] = final
 
@@ -278,7 +303,7 @@ def run_distill(config: DistillConfig | None = None, out: Path | None = None, *,
                     cell_fingerprint(cfg, kind, s, teacher_ids[s]), device=dev)
             for s in seeds for kind in students]
     finals = dict(zip([(j.role, j.seed) for j in jobs],
-                      _run_cells(jobs, workers, device, progress, "students"), strict=True))
+                      _run_cells(jobs, workers, device, progress, launcher), strict=True))
 
     # --- the table: every network read back from its model.pt and measured here, in one process
     rows: dict[str, dict] = {}

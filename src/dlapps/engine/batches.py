@@ -120,6 +120,21 @@ def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
         module.train(was)
 
 
+@contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``with frozen(d):`` the module's parameters stop requiring gradients inside, so a graph built
+    there skips their weight gradients (a GAN's G step through D needs only ∂D/∂input); each is back
+    as it was afterwards — also when the block raises."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 @torch.no_grad()
 def batched(fn, x: torch.Tensor, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
     """Apply ``fn`` to uint8 images in batches on ``device``; results on the CPU."""

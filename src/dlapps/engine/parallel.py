@@ -135,7 +135,7 @@ def run_parallel(
 def run_cells(
     fn: Callable[..., dict],
     cells: Sequence[Any],
-    final_file: Callable[[Any], Path],
+    final_file: Callable[[Any], Path | None],
     job: Callable[[Any, bool], tuple],
     workers: int | None = 1,
     progress: bool = True,
@@ -144,12 +144,14 @@ def run_cells(
     """Every cell's result, in the order of ``cells``, and the number of cells run at once.
 
     A cell whose ``final_file(cell)`` exists finished in an earlier (killed) run, under whichever
-    launcher, and is read back; the others run ``fn(*job(cell, show_bar))`` through ``launcher``
-    (None: ``local`` with ``workers`` processes; ``show_bar``: the cell may draw its own progress
-    bar, i.e. it runs alone in this process). Pass ``workers=1`` where local cells must run in turn
-    (CUDA, DDP). A failing cell is named by its parts joined with ``-`` (``dann-0``)."""
+    launcher, and is read back (None: the cell has no such file yet, or keeps none); the others run
+    ``fn(*job(cell, show_bar))`` through ``launcher`` (None: ``local`` with ``workers`` processes;
+    ``show_bar``: the cell may draw its own progress bar, i.e. it runs alone in this process). Pass
+    ``workers=1`` where local cells must run in turn (CUDA, DDP). A failing cell is named by its
+    parts joined with ``-`` (``dann-0``)."""
     launcher = get_launcher(launcher)
-    done = {c: json.loads(final_file(c).read_text()) for c in cells if final_file(c).is_file()}
+    files = {c: final_file(c) for c in cells}
+    done = {c: json.loads(f.read_text()) for c, f in files.items() if f is not None and f.is_file()}
     todo = [c for c in cells if c not in done]
     n = resolve_workers(workers, len(todo)) if isinstance(launcher, Local) else len(todo)
     jobs = [job(c, progress and launcher.in_process(n)) for c in todo]

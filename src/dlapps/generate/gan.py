@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from dlapps.config import load_config, save_config
-from dlapps.engine.batches import Labelled, PairedBatches, eval_mode
+from dlapps.engine.batches import Labelled, PairedBatches, eval_mode, frozen
 from dlapps.engine.checkpoint import load_checkpoint
 from dlapps.engine.seeding import seed_everything
 from dlapps.engine.trainer import Step, Trainer
@@ -78,7 +78,8 @@ class GAN(nn.Module):
         loss_d = discriminator_loss(d_real, d_fake)
         step.optimize("d", loss_d, loss_d=loss_d)
 
-        d_fake2 = self.d(fake, y_fake)
+        with frozen(self.d):  # G's loss needs ∂D/∂x only: D's weight gradients are not computed
+            d_fake2 = self.d(fake, y_fake)
         loss_g = generator_loss(d_fake2, self.nonsaturating)
         step.optimize("g", loss_g, loss_d=loss_d, loss_g=loss_g)
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "d_x": d_real.mean().item(),

@@ -56,8 +56,8 @@ class DigitsClassifier(nn.Module):
         super().__init__()
         self.n_classes = n_classes
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(True), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(True), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 16, 3, padding=1), nn.BatchNorm2d(16), nn.MaxPool2d(2), nn.ReLU(True),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.MaxPool2d(2), nn.ReLU(True),
             nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(True),
             nn.AdaptiveAvgPool2d(4), nn.Flatten(),
             nn.Linear(64 * 16, self.feature_dim), nn.ReLU(True),

@@ -59,8 +59,9 @@ def _cnn(widths: Sequence[int], hidden: int, dropout: float) -> Callable[[int, i
         layers: list[nn.Module] = []
         c, s = channels, size
         for w in widths:
-            layers += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]  # (N, w, s // 2, s // 2)
+            # pool before ReLU: the same function (ReLU is monotone) with the ReLU on 4x fewer values
+            layers += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.MaxPool2d(2),
+                       nn.ReLU(inplace=True)]  # (N, w, s // 2, s // 2)
             c, s = w, s // 2
         layers += [nn.Flatten(), nn.Linear(c * s * s, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
                    nn.Dropout(dropout)]

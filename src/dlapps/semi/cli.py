@@ -50,6 +50,8 @@ def semi(
     option: list[str] = typer.Option(None, "--option",
                                      help="METHOD.SETTING=VALUE, e.g. fixmatch.threshold=0.9 (repeatable)"),
     tsne: bool = typer.Option(None, "--tsne/--no-tsne", help="t-SNE snapshots of pseudo-labelling"),
+    channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
+                                       help="convolutions in NHWC memory format (default on)"),
     seeds: str = opt.SEEDS, out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS,
     launcher: str = opt.LAUNCHER, launcher_option: list[str] = opt.LAUNCHER_OPTION,
     device: str = opt.DEVICE, config: Path = opt.CONFIG,
@@ -64,7 +66,7 @@ def semi(
         "data": data, "labels": _labels(labels), "missing_class": missing_class,
         "methods": csv_list(methods), "epochs": epochs, "batch_size": batch_size,
         "unlabelled_batch": unlabelled_batch, "lr": lr, "method_options": parse_method_options(option),
-        "tsne": tsne, "seeds": parse_seeds(seeds), "device": device})
+        "tsne": tsne, "channels_last": channels_last, "seeds": parse_seeds(seeds), "device": device})
     out = out or default_run_dir("semi")
     results = run_semi(cfg, out, progress=not quiet, workers=workers,
                        launcher=parse_launcher(launcher, launcher_option))

@@ -52,6 +52,10 @@ class SemiConfig:
     device: str = "auto"
     amp: bool = True
     log_every: int = 10
+    # --- added with issue 17 (speed): the network's weights in channels_last, so its convolutions
+    # run NHWC (1.3x the step of this digit network on a CPU, bench/results/step_speed.md); a speed
+    # setting, left out of the fingerprint and of the run folder's settings check
+    channels_last: bool = True
 
     def validate(self) -> SemiConfig:
         check_methods(self.methods, self.seeds, METHODS)
@@ -82,7 +86,7 @@ class SemiConfig:
         """Hash of what one (method, labels, seed) cell computes; a checkpoint made under another
         configuration is refused."""
         ignore = {"methods", "seeds", "labels", "device", "tsne", "tsne_epochs", "tsne_points",
-                  "log_every"}
+                  "log_every", "channels_last"}
         d = {k: v for k, v in asdict(self).items() if k not in ignore}
         d.update(method=method, labels=labels, seed=seed,
                  options=self.method_options.get(method, {}))

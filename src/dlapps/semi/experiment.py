@@ -206,7 +206,7 @@ def train_cell(config: SemiConfig, data: SemiData, method_name: str, labels: int
         method, batches, torch.optim.SGD(method.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=True),
         lr_schedule(config.lr_schedule, config.lr), config.epochs, cell_dir, evaluate=evaluate,
-        epoch_end=epoch_end, device=device, amp=config.amp,
+        epoch_end=epoch_end, device=device, amp=config.amp, channels_last=config.channels_last,
         fingerprint=config.training_fingerprint(method_name, labels, seed),
         log_every=config.log_every, progress=progress, desc=cell_name(method_name, labels, seed),
     )
@@ -276,7 +276,8 @@ def run_semi(config: SemiConfig, out: Path | None = None, progress: bool = True,
     """Run (or continue) a semi-supervised experiment; returns the content of ``results.json``."""
     config = config.validate()
     run_dir = Path(out) if out else Path("runs") / f"semi-{datetime.now():%Y%m%d-%H%M%S}"
-    resuming = check_run_dir(config, run_dir)  # the folder continues only its own run
+    # the folder continues only its own run, in either memory format
+    resuming = check_run_dir(config, run_dir, ignore=("device", "channels_last"))
     device = resolve_device(config.device)
     data = load_data(config)  # loads and checks the data before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)

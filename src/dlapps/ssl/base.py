@@ -78,9 +78,9 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = []
         c = channels
         for i, w in enumerate((width, 2 * width, 4 * width)):
-            if i:
-                layers.append(nn.MaxPool2d(2))
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w)]
+            # pool before ReLU: the same function (ReLU is monotone) with the ReLU on 4x fewer values
+            layers += [nn.MaxPool2d(2), nn.ReLU(inplace=True)] if i < 2 else [nn.ReLU(inplace=True)]
             c = w
         self.body = nn.Sequential(*layers)
         # channels-last convolutions: ~1.5x the images/s of training and inference on a CPU

@@ -6,7 +6,9 @@
     dlapps transfer activations IMAGE    first-convolution filters and maps of one image
     dlapps transfer layers [BACKBONE]    the taps a --layer can name
 
-Running a training command again with the same ``--out`` continues the run there.
+Running a training command again with the same ``--out`` continues the run there. The cells of a
+training command run in ``--workers`` processes of this machine, or as Slurm jobs or Ray tasks
+(``--launcher slurm|ray``, settings by ``--launcher-option KEY=VALUE``).
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ def transfer(ctx: typer.Context, data: str = DATA,
              epochs: int = typer.Option(None, "--epochs", help="epochs of fine-tuning / from scratch "
                                         "(default 4 offline, else 10)"),
              out: Path = opt.OUT, quiet: bool = opt.QUIET, workers: int = opt.WORKERS,
+             launcher: str = opt.LAUNCHER, launcher_option: list[str] = opt.LAUNCHER_OPTION,
              device: str = opt.DEVICE, config: Path = opt.CONFIG) -> None:
     """Compare classifiers on one backbone tap (runs when no sub-command is given)."""
     if ctx.invoked_subcommand is not None:
         return
     from dlapps.config import merge
+    from dlapps.engine.launchers import parse_launcher
     from dlapps.transfer.config import TransferConfig
     from dlapps.transfer.experiment import run_transfer
     from dlapps.transfer.report import summary_markdown
@@ -77,7 +81,8 @@ def transfer(ctx: typer.Context, data: str = DATA,
         test_per_class=test_per_class, seeds=parse_seeds(seeds), image_size=image_size, Cs=parse_cs(cs),
         pca=pca, epochs=epochs, device=device))
     out = out or default_run_dir("transfer")
-    results = run_transfer(cfg, out, progress=not quiet, workers=workers)
+    results = run_transfer(cfg, out, progress=not quiet, workers=workers,
+                           launcher=parse_launcher(launcher, launcher_option))
     typer.echo(summary_markdown(results))
     typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'}")
 
@@ -92,10 +97,12 @@ def compare(data: str = typer.Option(None, "--data", help="a dlapps domain or im
                                        "backbone's own); taps a backbone lacks are skipped"),
             per_class: int = PER_CLASS, test_per_class: int = TEST_PER_CLASS, seeds: str = opt.SEEDS,
             image_size: int = IMAGE_SIZE, cs: str = CS, pca: int = PCA, out: Path = opt.OUT,
-            quiet: bool = opt.QUIET, workers: int = opt.WORKERS, device: str = opt.DEVICE,
+            quiet: bool = opt.QUIET, workers: int = opt.WORKERS, launcher: str = opt.LAUNCHER,
+            launcher_option: list[str] = opt.LAUNCHER_OPTION, device: str = opt.DEVICE,
             config: Path = opt.CONFIG) -> None:
     """Linear-SVM accuracy across backbones x layers, with the C sweep (the grid runner)."""
     from dlapps.config import merge
+    from dlapps.engine.launchers import parse_launcher
     from dlapps.transfer.config import CompareConfig
     from dlapps.transfer.experiment import run_compare
 
@@ -104,7 +111,8 @@ def compare(data: str = typer.Option(None, "--data", help="a dlapps domain or im
         test_per_class=test_per_class, seeds=parse_seeds(seeds), image_size=image_size, Cs=parse_cs(cs),
         pca=pca, device=device))
     out = out or default_run_dir("transfer-compare")
-    results = run_compare(cfg, out, progress=not quiet, workers=workers)
+    results = run_compare(cfg, out, progress=not quiet, workers=workers,
+                          launcher=parse_launcher(launcher, launcher_option))
     for c in results["cells"]:
         typer.echo(f"{c['backbone']:>18} {c['layer']:>8}  {100 * c['test_acc']:.2f}% "
                    f"± {100 * c['test_acc_std']:.2f}")

@@ -13,16 +13,19 @@ training split), recording CV and test accuracy along the C grid.
 A run directory holds ``config.json``, one folder per cell (``finetune-seed0/``: the engine's
 checkpoint and log for a network, and ``cell.json`` once the cell is done), ``results.json``,
 ``figures/`` and ``report.html``. Running again into the same directory continues it: finished
-cells are read back, a network resumes from its last epoch.
+cells are read back, a network resumes from its last epoch. The cells of a run are independent: they
+run in this process, in ``workers`` processes of this machine, or as Slurm jobs or Ray tasks
+(``launcher``, :mod:`dlapps.engine.launchers`), with the same numbers wherever they ran.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +35,8 @@ from dlapps.data import load_domain
 from dlapps.data.domains import IMAGEFOLDER, Domain
 from dlapps.data.features import cached_features
 from dlapps.engine.device import environment, resolve_device
-from dlapps.engine.parallel import resolve_workers, run_parallel
+from dlapps.engine.launchers import Launcher, get_launcher
+from dlapps.engine.parallel import run_cells
 from dlapps.errors import ConfigError, DataError, UnknownNameError
 from dlapps.io import atomic_write_json
 from dlapps.models.pretrained import Backbone, parameter_table
@@ -113,27 +117,40 @@ def run_cell(cell: Cell, cell_file: Path | None = None) -> dict:
     return result
 
 
-def _finished(cell_dir: Path | None) -> dict | None:
-    """The result of a cell finished by an earlier (killed) run of the same directory."""
-    path = None if cell_dir is None else cell_dir / CELL
-    if path is None or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+class _Here:
+    """A value a cell gets only where it runs in this process: a pickled copy (a worker's, a Slurm
+    job's, a Ray task's) holds None, so the backbone is not shipped but loaded there by name."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple:
+        return _Here, (None,)
 
 
-def _run_cells(cells: list[Cell], device: torch.device, workers: int | None, progress: bool,
-               desc: str) -> list[dict]:
-    """Every pending cell: in this process, or ``workers`` processes at once on a CPU (each
-    loads the backbone it needs by name; features travel with the cell)."""
-    n = 1 if device.type == "cuda" else resolve_workers(workers, len(cells))
-    if n > 1:
-        for cell in cells:
-            cell.backbone, cell.progress = None, False
-    jobs = [(cell, None if cell.run_dir is None else cell.run_dir / CELL) for cell in cells]
-    return run_parallel(run_cell, jobs, n, desc=desc, progress=progress and n > 1)
+def _run_here_or_there(cell: Cell, backbone: _Here) -> dict:
+    """:func:`run_cell` on ``cell`` with ``backbone``, writing ``cell.json`` into its folder if it has one."""
+    cell_file = None if cell.run_dir is None else cell.run_dir / CELL
+    return run_cell(replace(cell, backbone=backbone.value), cell_file)
+
+
+def _run_cells(out: Path | None, folders: dict[tuple, str], cell: Callable[[tuple, Path | None, bool], Cell],
+               device: torch.device, workers: int | None, progress: bool,
+               launcher: Launcher) -> dict[tuple, dict]:
+    """Every cell's result by its key: read back from ``out/<folder>/cell.json`` where an earlier run
+    finished it (under any launcher), else run through ``launcher`` (local: ``workers`` processes on
+    a CPU, one on a GPU). ``cell(key, cell_dir, here)`` builds a cell only when it is to run (features
+    are extracted then, here); ``here``: it runs alone in this process and may draw its own bar."""
+    dirs = {key: None if out is None else out / folder for key, folder in folders.items()}
+
+    def job(key: tuple, here: bool) -> tuple[Cell, _Here]:
+        c = cell(key, dirs[key], here)
+        return replace(c, backbone=None), _Here(c.backbone)
+
+    results, _ = run_cells(_run_here_or_there, list(dirs),
+                           lambda key: None if dirs[key] is None else dirs[key] / CELL, job,
+                           workers if device.type == "cpu" else 1, progress, launcher)
+    return dict(zip(dirs, results, strict=True))
 
 
 def _prepare_run_dir(out: Path | None, cfg: TransferConfig | CompareConfig) -> Path | None:
@@ -168,14 +185,17 @@ def _finish(out: Path | None, config: dict, results: dict) -> dict:
 
 
 def run_transfer(config: TransferConfig | None = None, out: Path | None = None, progress: bool = True,
-                 data: Domain | None = None, workers: int | None = 1) -> dict:
+                 data: Domain | None = None, workers: int | None = 1,
+                 launcher: Launcher | str | None = None) -> dict:
     """Run the classifiers of ``config`` and write results.json, figures and report.html to ``out``
     (continuing the run already there); the results.
 
     ``data`` may be given as an already-loaded :class:`Domain` (notebooks, tests; the config then
     names it, with a named dataset's defaults). ``workers``
-    cells train at once in separate processes (None: one per core; always 1 on a GPU).
+    cells train at once in separate processes (None: one per core; always 1 on a GPU);
+    ``launcher`` sends the cells to a Slurm or Ray cluster instead (:mod:`dlapps.engine.launchers`).
     """
+    launcher = get_launcher(launcher)
     cfg = config or TransferConfig()
     cfg = (replace(cfg, data=data.name) if data is not None else cfg).resolved()
     device = resolve_device(cfg.device)
@@ -186,29 +206,24 @@ def run_transfer(config: TransferConfig | None = None, out: Path | None = None, 
     backbone.tap_node(layer)  # an unknown layer fails before any work
     stages["load backbone"] = time.perf_counter() - t0
     out = _prepare_run_dir(out, cfg)
+    launcher = launcher.within(out) if out else launcher
     t0 = time.perf_counter()
     domain = load_images(data if data is not None else cfg.data, backbone)
     stages["load data"] = time.perf_counter() - t0
     n_classes = len(domain.classes)
     features = _Features(backbone, domain.name, cfg.feature_batch, progress, device, stages)
-    done: dict[tuple[str, int], dict] = {}
-    pending: list[Cell] = []
-    test = None
-    for seed in cfg.seeds:
-        train, fixed = splits(domain, cfg.per_class, cfg.test_per_class, seed)
-        test = fixed if test is None else test  # the same images for every seed: one object, one extraction
-        for name in cfg.classifiers:
-            cell_dir = None if out is None else out / f"{name}-seed{seed}"
-            finished = _finished(cell_dir)
-            if finished is not None:
-                done[(name, seed)] = finished
-                continue
-            tr, te = ((features(train, layer), features(test, layer)) if CLASSIFIERS[name].on_features
-                      else (train, test))
-            pending.append(Cell(name, seed, tr, te, n_classes, cfg, cell_dir, device, progress, backbone,
-                                domain.classes))
-    outs = _run_cells(pending, device, workers, progress, "transfer cells")
-    done.update({(cell.name, cell.seed): r for cell, r in zip(pending, outs, strict=True)})
+    draws = {seed: splits(domain, cfg.per_class, cfg.test_per_class, seed) for seed in cfg.seeds}
+    train, test = draws[cfg.seeds[0]]  # the same test images for every seed: one object, one extraction
+
+    def cell(key: tuple[str, int], cell_dir: Path | None, here: bool) -> Cell:
+        name, seed = key
+        tr, te = draws[seed][0], test
+        if CLASSIFIERS[name].on_features:
+            tr, te = features(tr, layer), features(te, layer)
+        return Cell(name, seed, tr, te, n_classes, cfg, cell_dir, device, here, backbone, domain.classes)
+
+    folders = {(name, seed): f"{name}-seed{seed}" for seed in cfg.seeds for name in cfg.classifiers}
+    done = _run_cells(out, folders, cell, device, workers, progress, launcher)
 
     per_seed: dict[str, list[dict]] = {name: [] for name in cfg.classifiers}
     confusion, c_sweep = {}, None
@@ -251,18 +266,21 @@ def _confusion(y: torch.Tensor, pred: torch.Tensor, n: int) -> list[list[int]]:
 
 
 def run_compare(config: CompareConfig | None = None, out: Path | None = None, progress: bool = True,
-                data: Domain | None = None, workers: int | None = 1) -> dict:
+                data: Domain | None = None, workers: int | None = 1,
+                launcher: Launcher | str | None = None) -> dict:
     """SVM accuracy for every backbone x tap of ``config`` (a tap a backbone lacks is skipped and
     listed), continuing the grid already in ``out``.
 
     C is chosen by CV on the training split; the test accuracy along the C grid is recorded for the
     C-sweep figure. Features are extracted here, backbone by backbone; the SVM cells of a backbone
-    run ``workers`` at a time (None: one per core).
+    run ``workers`` at a time (None: one per core), or through ``launcher`` as in :func:`run_transfer`.
     """
+    launcher = get_launcher(launcher)
     cfg = config or CompareConfig()
     cfg = (replace(cfg, data=data.name) if data is not None else cfg).resolved()
     device = resolve_device(cfg.device)
     out = _prepare_run_dir(out, cfg)
+    launcher = launcher.within(out) if out else launcher
     cells, skipped, stages, loaded = [], [], {}, {}
     domain = None
     for name in cfg.backbones:
@@ -280,19 +298,9 @@ def run_compare(config: CompareConfig | None = None, out: Path | None = None, pr
         draws = {seed: splits(domain, cfg.per_class, cfg.test_per_class, seed) for seed in cfg.seeds}
         test = draws[cfg.seeds[0]][1]  # the same images for every seed: one object, one extraction
         layers = [la for la in cfg.layers or [backbone.default_tap] if _has_tap(backbone, la, skipped)]
-        done: dict[tuple[str, int], dict] = {}
-        pending: dict[tuple[str, int], Cell] = {}
-        for layer in layers:
-            for seed, (train, _) in draws.items():
-                cell_dir = None if out is None else out / f"{name}-{layer}-seed{seed}"
-                finished = _finished(cell_dir)
-                if finished is not None:
-                    done[(layer, seed)] = finished
-                    continue
-                pending[(layer, seed)] = Cell("svm", seed, features(train, layer), features(test, layer),
-                                              len(domain.classes), cfg.svm(seed), cell_dir, device, False)
-        outs = _run_cells(list(pending.values()), device, workers, progress, f"{name} SVM cells")
-        done.update(zip(pending, outs, strict=True))
+        folders = {(layer, seed): f"{name}-{layer}-seed{seed}" for layer in layers for seed in cfg.seeds}
+        cell = partial(_svm_cell, features, draws, test, len(domain.classes), cfg, device)
+        done = _run_cells(out, folders, cell, device, workers, progress, launcher)
         for layer in layers:
             runs = [{"seed": seed, "test_acc": done[(layer, seed)]["test_acc"], "C": done[(layer, seed)]["C"],
                      "cv_curve": done[(layer, seed)]["cv_curve"], "seconds": done[(layer, seed)]["seconds"]}
@@ -306,6 +314,15 @@ def run_compare(config: CompareConfig | None = None, out: Path | None = None, pr
     results = {"mode": "compare", "cells": cells, "skipped": skipped,
                "data": {"name": domain.name, "classes": domain.classes}, "stage_seconds": stages}
     return _finish(out, cfg.to_dict(), results)
+
+
+def _svm_cell(features: _Features, draws: dict[int, tuple[Split, Split]], test: Split, n_classes: int,
+              cfg: CompareConfig, device: torch.device, key: tuple[str, int], cell_dir: Path | None,
+              here: bool) -> Cell:
+    """The SVM cell of ``key`` = (layer, seed): that tap's features of the seed's draw and of ``test``."""
+    layer, seed = key
+    return Cell("svm", seed, features(draws[seed][0], layer), features(test, layer), n_classes, cfg.svm(seed),
+                cell_dir, device, False)
 
 
 def _has_tap(backbone: Backbone, layer: str, skipped: list[dict]) -> bool:
