@@ -81,10 +81,11 @@ def load_config(cls: type[C], path: Path) -> C:
     return merge(cls, path, {})
 
 
-def check_run_dir(config: Any, run_dir: Path, ignore: tuple[str, ...] = ("device",)) -> bool:
+def check_run_dir(config: Any, run_dir: Path, ignore: tuple[str, ...] = ("device", "channels_last")) -> bool:
     """Whether ``run_dir`` already holds a run of ``config`` (then it continues); one line when it
-    holds another kind's run or other settings. Fields in ``ignore`` may differ (where to run,
-    not what to compute); keys the saved file lacks (an older dlapps) are not compared."""
+    holds another kind's run or other settings. Fields in ``ignore`` may differ (where and how to
+    run — the device, the memory format — not what to compute); keys the saved file lacks (an older
+    dlapps) are not compared."""
     path = Path(run_dir) / "config.json"
     if not path.exists():
         return False

@@ -276,8 +276,7 @@ def run_semi(config: SemiConfig, out: Path | None = None, progress: bool = True,
     """Run (or continue) a semi-supervised experiment; returns the content of ``results.json``."""
     config = config.validate()
     run_dir = Path(out) if out else Path("runs") / f"semi-{datetime.now():%Y%m%d-%H%M%S}"
-    # the folder continues only its own run, in either memory format
-    resuming = check_run_dir(config, run_dir, ignore=("device", "channels_last"))
+    resuming = check_run_dir(config, run_dir)  # the folder continues only its own run
     device = resolve_device(config.device)
     data = load_data(config)  # loads and checks the data before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
