@@ -266,14 +266,24 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
             for k, v in runs.items()}
 
 
+def paired(rows: dict, ours: str, peer: str) -> str:
+    """The ratio within each round (both ran minutes apart, so a slow spell of a shared host hits
+    both): its median and range over the rounds."""
+    ratios = [a / b for a, b in zip(rows[ours]["runs"], rows[peer]["runs"], strict=True)]
+    return f"{statistics.median(ratios):.3f} (rounds {min(ratios):.2f}–{max(ratios):.2f})"
+
+
 def headline(part: str, rows: dict) -> dict:
-    """dlapps over its peer; for DANN also each contestant's fraction of the fp32 ceiling."""
+    """dlapps over its peer (ratio of medians, and paired within rounds); for DANN also each
+    contestant's fraction of the fp32 ceiling."""
     med = {k: v["median_images_per_s"] for k, v in rows.items()}
+    ours, peer = ("dlapps-gan", "examples-dcgan") if part == "gan" else ("dlapps-engine", "pytorch-adapt")
+    pair = {f"{ours} / {peer}": round(med[ours] / med[peer], 3),
+            f"{ours} / {peer}, paired within each round": paired(rows, ours, peer)}
     if part == "gan":
-        return {"dlapps-gan / examples-dcgan": round(med["dlapps-gan"] / med["examples-dcgan"], 3)}
-    return {"dlapps-engine / pytorch-adapt": round(med["dlapps-engine"] / med["pytorch-adapt"], 3),
-            **{f"{k} / ~{DANN_CEILING:,} images/s (fp32 ceiling)": round(v / DANN_CEILING, 3)
-               for k, v in med.items()}}
+        return pair
+    return {**pair, **{f"{k} / ~{DANN_CEILING:,} images/s (fp32 ceiling)": round(v / DANN_CEILING, 3)
+                       for k, v in med.items()}}
 
 
 def quality_text(quality: dict) -> str:

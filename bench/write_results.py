@@ -28,6 +28,8 @@ SECTIONS = [
      "python bench/step_speed.py"),
     ("peers", "Training speed against peers: pytorch-adapt's DANN, pytorch/examples' DCGAN (issue 17)",
      "python bench/peers.py --peer-path DIR"),
+    ("peers_epyc", "Training speed against peers, the earlier run on an AMD EPYC machine (issue 17)",
+     "python bench/peers.py --peer-path DIR --repeats 5 (at commit cc05b0b; the file renamed)"),
     ("time_to_accuracy", "Time to 70% target accuracy on mnist5k → mnistm5k (issue 17)",
      "python bench/time_to_accuracy.py --peer-path DIR --seeds 0"),
     ("adapt_compare", "Domain adaptation methods compared, robust defaults (issue 16)",
