@@ -27,14 +27,19 @@ SECTIONS = [
     ("step_speed", "Speed changes of the training steps on the CPU, each on its own (issue 17)",
      "python bench/step_speed.py"),
     ("peers", "Training speed against peers: pytorch-adapt's DANN, pytorch/examples' DCGAN (issue 17)",
-     "python bench/peers.py --peer-path DIR"),
-    ("peers_epyc", "Training speed against peers, the earlier run on an AMD EPYC machine (issue 17)",
+     "python bench/peers.py --peer-path DIR --repeats 7"),
+    ("peers_intel", "Training speed against peers on an Intel Xeon 2.8 GHz, 2026-12-01 (issue 17)",
+     "python bench/peers.py --peer-path DIR --repeats 7 (at commit 68c73a7, fixed 8,000 images/s ceiling; "
+     "the file renamed)"),
+    ("peers_epyc", "Training speed against peers on an earlier, slower AMD EPYC machine (issue 17)",
      "python bench/peers.py --peer-path DIR --repeats 5 (at commit cc05b0b; the file renamed)"),
     ("time_to_accuracy", "Time to 70% target accuracy on mnist5k → mnistm5k (issue 17)",
      "python bench/time_to_accuracy.py --peer-path DIR --seeds 0"),
     ("adapt_compare", "Domain adaptation methods compared, robust defaults (issue 16)",
      "python bench/adapt_compare.py --methods source,target,dann,dann+self-train,mcc,vada,dirt-t,cdan,dan,"
      "coral,adda,drcn --train-limit 4000"),
+    ("adapt_probe", "Probe: one DANN setting that reaches source-only on every pair? (issue 16)",
+     "python bench/adapt_probe.py"),
     ("adapt_paper", "The paper preset (100 epochs) on the embedded pair", "python bench/adapt_paper.py"),
     ("adapt_compare_v1", "Domain adaptation methods compared, before the robust defaults (the papers' "
      "mean-subtracted input, no warm-up, 12 epochs)", "python bench/adapt_compare.py (at commit 20eac98)"),

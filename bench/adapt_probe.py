@@ -1,0 +1,94 @@
+"""Issue 16's probe: can one DANN setting reach source-only on every pair?
+
+    python bench/adapt_probe.py [--settings 'default={};lambda 0.5={"lambda_max": 0.5};...']
+        [--pairs syndigits:mnist5k,mnist5k:digits,mnist5k:mnistm5k] [--seeds 0,1,2]
+        [--train-limit 4000] [--workers 2] [--out runs/bench-probe]
+
+Each setting is a set of AdaptConfig overrides on the default (fast) preset; DANN is trained with
+it on every pair and seed through `dlapps adapt compare`'s run_compare (one grid directory per
+setting under --out; rerunning skips finished cells), beside source-only at the default. No
+selection reads target labels: every number is the last epoch's target test accuracy.
+Writes bench/results/adapt_probe.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+from dlapps.adapt.compare import run_compare
+from dlapps.adapt.config import preset
+from dlapps.adapt.experiment import environment
+from dlapps.engine.parallel import available_cores
+
+RESULTS = Path(__file__).parent / "results"
+SETTINGS = ('default={};λ_max 0.5={"lambda_max": 0.5};λ_max 0.3={"lambda_max": 0.3};'
+            'warm-up gate 0.9={"warmup_acc": 0.9};batch norm={"batchnorm": true}')
+
+
+def parse_settings(text: str) -> dict[str, dict]:
+    settings = {}
+    for item in filter(None, (s.strip() for s in text.split(";"))):
+        name, _, overrides = item.partition("=")
+        settings[name.strip()] = json.loads(overrides or "{}")
+    return settings
+
+
+def cell(result: dict, pair: str, method: str) -> str:
+    m = result["grid"][pair]["methods"][method]["target_acc"]
+    return f"{m['mean']:.3f} ± {m['std']:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--settings", default=SETTINGS, help="NAME=JSON overrides, separated by ';'")
+    ap.add_argument("--pairs", default="syndigits:mnist5k,mnist5k:digits,mnist5k:mnistm5k")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--train-limit", type=int, default=4000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-probe"))
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    pairs, seeds = args.pairs.split(","), [int(s) for s in args.seeds.split(",")]
+    started = time.perf_counter()
+
+    def grid(methods: list[str], name: str, overrides: dict) -> dict:
+        base = preset("fast", train_limit=args.train_limit, tsne=False, a_distance=False,
+                      reverse_every=0, **overrides)
+        out = args.out / re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-")
+        return run_compare(methods, pairs, seeds, out, base, progress=False, workers=args.workers)
+
+    reference = grid(["source"], "source-only", {})
+    settings = parse_settings(args.settings)
+    runs = {name: grid(["dann"], name, overrides) for name, overrides in settings.items()}
+    env = environment()
+    rows = ["| source-only (default) | " + " | ".join(cell(reference, p, "source") for p in pairs) + " |"]
+    rows += [f"| DANN, {name} | " + " | ".join(cell(r, p, "dann") for p in pairs) + " |"
+             for name, r in runs.items()]
+    arrow = [p.replace(":", " → ") for p in pairs]
+    md = "\n".join([
+        "# Probe (issue 16): can one DANN setting reach source-only on every pair?", "",
+        f"- command: `python bench/adapt_probe.py --pairs {args.pairs} --seeds {args.seeds} "
+        f"--train-limit {args.train_limit} --workers {args.workers}` (settings: {args.settings})",
+        f"- hardware: {env.get('cpu') or env['processor']} ({available_cores()} cores), {args.workers} cell "
+        f"processes x 1 thread, torch {env['torch']}, cpu; wall time {time.perf_counter() - started:.0f} s "
+        "(cells resumed from an earlier run count only their remaining part)"
+        + (f"; {args.note}" if args.note else ""),
+        f"- default preset otherwise (12 epochs, 32 + 32, instance norm, warm-up gate 0.5, λ_max 1.0); "
+        f"target test accuracy at the last epoch, mean ± std over seeds {args.seeds}; no target labels used",
+        "", "| setting | " + " | ".join(arrow) + " |", "|---|" + "---|" * len(pairs), *rows, ""])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "adapt_probe.md").write_text(md)
+    raw = {"settings": settings, "pairs": pairs, "seeds": seeds, "environment": env,
+           "source": {p: reference["grid"][p]["methods"]["source"]["target_acc"] for p in pairs},
+           "dann": {n: {p: r["grid"][p]["methods"]["dann"]["target_acc"] for p in pairs}
+                    for n, r in runs.items()}}
+    (RESULTS / "adapt_probe.json").write_text(json.dumps(raw, indent=2) + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
