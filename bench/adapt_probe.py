@@ -8,7 +8,7 @@ Each setting is a set of AdaptConfig overrides on the default (fast) preset; DAN
 it on every pair and seed through `dlapps adapt compare`'s run_compare (one grid directory per
 setting under --out; rerunning skips finished cells), beside source-only at the default. No
 selection reads target labels: every number is the last epoch's target test accuracy.
-Writes bench/results/adapt_probe.{md,json}.
+Writes bench/results/adapt_probe.{md,json} (--name: another name).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-probe"))
     ap.add_argument("--note", default="")
+    ap.add_argument("--name", default="adapt_probe", help="name of the results files")
     args = ap.parse_args()
     pairs, seeds = args.pairs.split(","), [int(s) for s in args.seeds.split(",")]
     started = time.perf_counter()
@@ -81,12 +82,12 @@ def main() -> None:
         f"target test accuracy at the last epoch, mean ± std over seeds {args.seeds}; no target labels used",
         "", "| setting | " + " | ".join(arrow) + " |", "|---|" + "---|" * len(pairs), *rows, ""])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "adapt_probe.md").write_text(md)
+    (RESULTS / f"{args.name}.md").write_text(md)
     raw = {"settings": settings, "pairs": pairs, "seeds": seeds, "environment": env,
            "source": {p: reference["grid"][p]["methods"]["source"]["target_acc"] for p in pairs},
            "dann": {n: {p: r["grid"][p]["methods"]["dann"]["target_acc"] for p in pairs}
                     for n, r in runs.items()}}
-    (RESULTS / "adapt_probe.json").write_text(json.dumps(raw, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(raw, indent=2) + "\n")
     print(md)
 
 
