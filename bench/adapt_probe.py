@@ -1,7 +1,7 @@
 """Issue 16's probe: can one DANN setting reach source-only on every pair?
 
     python bench/adapt_probe.py [--settings 'default={};lambda 0.5={"lambda_max": 0.5};...']
-        [--pairs syndigits:mnist5k,mnist5k:digits,mnist5k:mnistm5k] [--seeds 0,1,2]
+        [--pairs syndigits:mnist5k,mnist5k:digits,mnist5k:mnistm5k,fashion:fashionm] [--seeds 0,1,2]
         [--train-limit 4000] [--workers 2] [--out runs/bench-probe]
 
 Each setting is a set of AdaptConfig overrides on the default (fast) preset; DANN is trained with
@@ -22,6 +22,7 @@ from pathlib import Path
 from dlapps.adapt.compare import run_compare
 from dlapps.adapt.config import preset
 from dlapps.adapt.experiment import environment
+from dlapps.adapt.report import mean_std
 from dlapps.engine.parallel import available_cores
 
 RESULTS = Path(__file__).parent / "results"
@@ -38,14 +39,13 @@ def parse_settings(text: str) -> dict[str, dict]:
 
 
 def cell(result: dict, pair: str, method: str) -> str:
-    m = result["grid"][pair]["methods"][method]["target_acc"]
-    return f"{m['mean']:.3f} ± {m['std']:.3f}"
+    return mean_std(result["grid"][pair]["methods"][method]["target_acc"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", default=SETTINGS, help="NAME=JSON overrides, separated by ';'")
-    ap.add_argument("--pairs", default="syndigits:mnist5k,mnist5k:digits,mnist5k:mnistm5k")
+    ap.add_argument("--pairs", default="syndigits:mnist5k,mnist5k:digits,mnist5k:mnistm5k,fashion:fashionm")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--train-limit", type=int, default=4000)
     ap.add_argument("--workers", type=int, default=2)

@@ -29,12 +29,12 @@ per round); reported are the median images/s, every run, and ratio = median / th
 the other side (a dlapps contestant against the peers, a peer against dlapps' contestants).
 
 The ceiling is measured on the machine that runs the bench: the FLOPs of one DANN training step
-(forward and backward, counted by torch's ``FlopCounterMode``: ≈ 3 x 8 MFLOP per image, conv1 2.8 +
-conv2 4.9 + MLPs 0.2 forward, backward ≈ 2 x forward) over the best fp32 rate ``--threads`` threads
-reach on a large convolution or matrix product (``measured_ceiling``). The small convolutions of
-the step run below that rate, so each contestant's fraction of it says how much of the CPU it
-leaves unused. (On the issue's first machine, ≈ 190
-GFLOP/s on 2 cores, it was ≈ 8,000 images/s; faster CPUs give more.)
+(forward and backward, counted by torch's ``FlopCounterMode``: 21 MFLOP per image, of which conv1
+2.8 + conv2 4.9 + MLPs 0.2 forward; conv1's backward needs no input gradient) over the best fp32
+rate ``--threads`` threads reach on a large convolution or matrix product (``measured_ceiling``).
+The small convolutions of the step run below that rate, so each contestant's fraction of it says
+how much of the CPU it leaves unused. (On the issue's first machine, ≈ 190 GFLOP/s on 2 cores, it
+was ≈ 8,000 images/s; faster CPUs give more.)
 
 Reproduce (2 cores, nothing else running)::
 
