@@ -42,6 +42,8 @@ SECTIONS = [
      "python bench/adapt_probe.py"),
     ("adapt_probe2", "Probe: more DANN settings on syndigits → mnist5k, where DANN falls below source-only "
      "(issue 16)", "python bench/adapt_probe.py --pairs syndigits:mnist5k --name adapt_probe2 --settings S"),
+    ("adapt_best", "The best label-free method: self-training on strong views, 48 epochs (issue 16)",
+     "python bench/adapt_best.py"),
     ("adapt_paper", "The paper preset (100 epochs) on the embedded pair", "python bench/adapt_paper.py"),
     ("adapt_compare_v1", "Domain adaptation methods compared, before the robust defaults (the papers' "
      "mean-subtracted input, no warm-up, 12 epochs)", "python bench/adapt_compare.py (at commit 20eac98)"),

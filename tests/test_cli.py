@@ -80,6 +80,8 @@ def test_report_command_compares_runs(finished_run, tmp_path):
     (["--option", "dann+self-train.ema=0"], "go under 'dann' and 'self-train'"),
     (["--methods", "vada", "--option", "vada.radius=-1"], "vada's radius must be a positive number, got -1"),
     (["--methods", "dirt-t", "--option", "dirt-t.beta=0"], "dirt-t's beta must be a positive number, got 0"),
+    (["--methods", "dann+self-train", "--option", "self-train.view=rand"],
+     "self-train's view must be one of shift, strong, got 'rand'"),
     (["--warmup-acc", "1.5"], "--warmup-acc must be in [0, 1), got 1.5"),
     (["--input-norm", "batch"], "unknown input normalisation 'batch'"),
 ])

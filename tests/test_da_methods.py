@@ -1,5 +1,6 @@
 """The methods beyond DANN: each loss behaves as its definition says, on constructed cases."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +11,7 @@ from dlapps.adapt.methods import METHODS, get_method
 from dlapps.adapt.methods.cdan import MultilinearMap
 from dlapps.adapt.methods.self_training import SelfTraining
 from dlapps.engine import seed_everything
-from dlapps.errors import UnknownNameError
+from dlapps.errors import ConfigError, UnknownNameError
 from dlapps.models import build_digits_net
 from dlapps.semi.pseudo_label import alpha_ramp
 
@@ -180,6 +181,35 @@ def test_mean_teacher_labels_and_follows_the_network_as_an_exponential_average()
     st.update_teacher()
     expected = 0.99 * after_one + 0.01 * st.net.classifier[0].weight.detach()
     assert torch.allclose(st.teacher.net.classifier[0].weight, expected, atol=1e-7)
+
+
+def test_strong_view_labels_the_clean_batch_and_trains_on_a_distorted_copy():
+    cfg = SimpleNamespace(**{**vars(CFG), "method_options": {"self-train": {"view": "strong"}}})
+    st = SelfTraining(_net(), cfg)
+    seen = {}
+
+    def teacher(x):
+        seen["teacher"] = x
+        return torch.tensor([[9.0, 0, 0]] * len(x))
+
+    def student(x):
+        seen["student"] = x
+        return torch.zeros(len(x), 3, requires_grad=True)
+
+    st.teacher.logits, st.base_method.logits = teacher, student
+    xt = torch.rand(4, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    loss, confident = st.pseudo_label_loss(xt)
+    assert confident.item() == 1.0 and loss.item() == pytest.approx(math.log(3), rel=1e-5)
+    assert seen["teacher"] is xt  # the labeller reads the unperturbed batch
+    student = seen["student"]
+    assert student.shape == xt.shape and student.min() >= 0 and student.max() <= 1
+    assert (student - xt).abs().mean() > 0.05  # far more than the default 2-pixel shift changes
+
+
+def test_self_training_view_must_be_known():
+    cfg = SimpleNamespace(**{**vars(CFG), "method_options": {"self-train": {"view": "rand"}}})
+    with pytest.raises(ConfigError, match="self-train's view must be one of shift, strong, got 'rand'"):
+        SelfTraining(_net(), cfg)
 
 
 def test_random_translate_moves_content_by_at_most_the_shift():

@@ -27,8 +27,13 @@ Two choices of f̄ and a:
   2020). The average damps the step-to-step swings of an adversarial method's predictions, so
   the labels no longer follow them. The teacher only labels; the network f is what is deployed.
 
+With ``view = "strong"`` the student learns the teacher's label on FixMatch's *strong* view
+instead (:func:`~dlapps.data.augment.strong_augment`: RandAugment-style affine and photometric
+distortions, then Cutout), the consistency that lets FixMatch-style self-training go past what
+the weak shift reaches (AdaMatch, Berthelot et al. 2022, uses it for domain adaptation).
+
 Defaults (options ``method_options["self-train"]``): τ = 0.9, α_f = 1, T1 = 0.2, T2 = 0.6,
-ema = 0.99, shift = 2. The teacher's weights are part of the checkpoint, so a resumed run goes
+ema = 0.99, shift = 2, view = "shift". The teacher's weights are part of the checkpoint, so a resumed run goes
 on with the same teacher.
 """
 
@@ -39,7 +44,8 @@ import functools
 
 from dlapps.adapt.methods.base import Method
 from dlapps.adapt.methods.supervised import SourceOnly
-from dlapps.data.augment import random_translate
+from dlapps.data.augment import random_translate, strong_augment
+from dlapps.errors import ConfigError
 from dlapps.semi.pseudo_label import alpha_ramp, ema_update, pseudo_label_loss
 
 SUFFIX = "+self-train"
@@ -50,7 +56,8 @@ class SelfTraining(Method):
     description = "pseudo-labels on confident target predictions (Lee 2013), α(t) ramp, mean teacher"
     uses_target_images = True
     base: type[Method] = SourceOnly
-    options = {"threshold": 0.9, "alpha": 1.0, "t1": 0.2, "t2": 0.6, "shift": 2, "ema": 0.99}
+    options = {"threshold": 0.9, "alpha": 1.0, "t1": 0.2, "t2": 0.6, "shift": 2, "ema": 0.99, "view": "shift"}
+    VIEWS = ("shift", "strong")
 
     def __init__(self, net, config):
         super().__init__(net, config)
@@ -58,7 +65,9 @@ class SelfTraining(Method):
         opt = functools.partial(self.option, section="self-train")
         self.threshold, self.alpha_f = float(opt("threshold")), float(opt("alpha"))
         self.t1, self.t2 = float(opt("t1")), float(opt("t2"))
-        self.shift, self.ema = int(opt("shift")), float(opt("ema"))
+        self.shift, self.ema, self.view = int(opt("shift")), float(opt("ema")), opt("view")
+        if self.view not in self.VIEWS:
+            raise ConfigError(f"self-train's view must be one of {', '.join(self.VIEWS)}, got {self.view!r}")
         # the teacher that labels: a weight average of the network (mean teacher) when ema > 0
         self.teacher = copy.deepcopy(self.base_method).requires_grad_(False) if self.ema else None
 
@@ -67,10 +76,13 @@ class SelfTraining(Method):
         ema_update(self.teacher, self.base_method, self.ema)
 
     def pseudo_label_loss(self, xt):
-        """(mean masked CE over the batch, fraction of confident samples). With ``shift`` > 0 the
-        labels come from the unperturbed batch (no gradient) and the loss from a shifted copy."""
+        """(mean masked CE over the batch, fraction of confident samples). With ``shift`` > 0 or
+        the strong view the labels come from the unperturbed batch (no gradient) and the loss
+        from a perturbed copy."""
         view = None
-        if self.shift or self.teacher is not None:
+        if self.view == "strong":
+            view = strong_augment
+        elif self.shift or self.teacher is not None:
             view = functools.partial(random_translate, max_shift=self.shift)
         teacher = None if self.teacher is None else self.teacher.logits
         loss, confident, _ = pseudo_label_loss(self.base_method.logits, xt, self.threshold,
