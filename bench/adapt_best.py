@@ -12,7 +12,7 @@ accuracy (no target labels); the oracle column of the compare summary is only us
 label-free criterion lands within 2 points of it. The share of the gap closed is given twice:
 against source-only and train-on-target of the default budget (12 epochs, bench/results/
 adapt_compare.json, the floor and ceiling of issue 16) and against the same two at this budget.
-Writes bench/results/adapt_best.{md,json}.
+Writes bench/results/adapt_best.{md,json} (--name: another name).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-best"))
     ap.add_argument("--note", default="")
+    ap.add_argument("--name", default="adapt_best", help="bench/results/NAME.{md,json}")
     args = ap.parse_args()
     methods, pairs = args.methods.split(","), args.pairs.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -88,10 +89,10 @@ def main() -> None:
     floors = "; ".join(f"{a} {acc(p, 'source', default):.3f} → {acc(p, 'target', default):.3f}"
                        for p, a in zip(pairs, arrow, strict=True))
     md = "\n".join([
-        "# The best label-free method (issue 16): self-training on strong views, longer", "",
+        f"# The best label-free method (issue 16): self-training on strong views, {args.epochs} epochs", "",
         f"- command: `python bench/adapt_best.py --methods {args.methods} "
         f"--pairs {args.pairs} --seeds {args.seeds} --epochs {args.epochs} --train-limit {args.train_limit} "
-        f"--workers {args.workers}`",
+        f"--workers {args.workers}" + (f" --name {args.name}`" if args.name != "adapt_best" else "`"),
         f"- hardware: {env.get('cpu') or env['processor']} ({available_cores()} cores), {args.workers} cell "
         f"processes x 1 thread, torch {env['torch']}, cpu; wall time {time.perf_counter() - started:.0f} s "
         "(cells resumed from an earlier run count only their remaining part)"
@@ -104,11 +105,11 @@ def main() -> None:
         f"- default-budget floor and ceiling (12 epochs, bench/results/adapt_compare.json): {floors}",
         "", "| | " + " | ".join(arrow) + " |", "|---|" + "---|" * len(pairs), *rows, "", *picks, ""])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "adapt_best.md").write_text(md)
+    (RESULTS / f"{args.name}.md").write_text(md)
     raw = {"methods": methods, "pairs": pairs, "seeds": seeds, "epochs": args.epochs,
            "train_limit": args.train_limit, "environment": env, "gap_closed_percent": gaps,
            "grid": {p: {m: summary(p, m) for m in ["source", "target", *methods]} for p in pairs}}
-    (RESULTS / "adapt_best.json").write_text(json.dumps(raw, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(raw, indent=2) + "\n")
     print(md)
 
 

@@ -44,6 +44,8 @@ SECTIONS = [
      "(issue 16)", "python bench/adapt_probe.py --pairs syndigits:mnist5k --name adapt_probe2 --settings S"),
     ("adapt_best", "The best label-free method: self-training on strong views, 48 epochs (issue 16)",
      "python bench/adapt_best.py"),
+    ("adapt_best12", "The same self-training on strong views at the default budget, 12 epochs (issue 16)",
+     "python bench/adapt_best.py --methods dann+self-train --epochs 12 --name adapt_best12"),
     ("adapt_paper", "The paper preset (100 epochs) on the embedded pair", "python bench/adapt_paper.py"),
     ("adapt_compare_v1", "Domain adaptation methods compared, before the robust defaults (the papers' "
      "mean-subtracted input, no warm-up, 12 epochs)", "python bench/adapt_compare.py (at commit 20eac98)"),
