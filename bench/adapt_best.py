@@ -25,16 +25,16 @@ from pathlib import Path
 from dlapps.adapt.compare import run_compare
 from dlapps.adapt.config import preset
 from dlapps.adapt.experiment import environment
-from dlapps.adapt.report import mean_std
+from dlapps.adapt.paper import gap_closed
+from dlapps.adapt.report import mean_std, near_oracle
 from dlapps.engine.parallel import available_cores
 
 RESULTS = Path(__file__).parent / "results"
-CRITERIA = ("entropy", "im", "snd", "dev", "reverse-linear")
 
 
 def gap(acc: float, floor: float, ceiling: float) -> float:
     """The share of the source-only → train-on-target gap that ``acc`` closes, in percent."""
-    return 100 * (acc - floor) / (ceiling - floor)
+    return 100 * gap_closed(floor, acc, ceiling)
 
 
 def main() -> None:
@@ -51,10 +51,11 @@ def main() -> None:
     args = ap.parse_args()
     methods, pairs = args.methods.split(","), args.pairs.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
+    cells = ["source", "target", *methods]
     started = time.perf_counter()
     base = preset("fast", epochs=args.epochs, train_limit=args.train_limit, tsne=False, a_distance=False,
                   reverse_every=0, method_options={"self-train": {"view": "strong"}})
-    result = run_compare(["source", "target", *methods], pairs, seeds, args.out / f"e{args.epochs}", base,
+    result = run_compare(cells, pairs, seeds, args.out / f"e{args.epochs}", base,
                          progress=False, workers=args.workers)
     default = json.loads((RESULTS / "adapt_compare.json").read_text())["grid"]
 
@@ -66,7 +67,7 @@ def main() -> None:
 
     arrow = [p.replace(":", " → ") for p in pairs]
     rows, gaps, picks = [], {}, []
-    for m in ["source", "target", *methods]:
+    for m in cells:
         rows.append(f"| {m} | " + " | ".join(mean_std(summary(p, m)["target_acc"]) for p in pairs) + " |")
     for m in methods:
         gaps[m] = {p: {"default_budget": gap(acc(p, m), acc(p, "source", default), acc(p, "target", default)),
@@ -75,13 +76,13 @@ def main() -> None:
                     + " | ".join(f"{gaps[m][p]['default_budget']:.1f}%" for p in pairs) + " |")
         rows.append(f"| {m}: gap closed, floor and ceiling at {args.epochs} epochs | "
                     + " | ".join(f"{gaps[m][p]['same_budget']:.1f}%" for p in pairs) + " |")
-    rows.append("| seconds per cell (" + ", ".join(["source", "target", *methods]) + ") | " + " | ".join(
-        " / ".join(f"{summary(p, m)['seconds']['mean']:.0f}" for m in ["source", "target", *methods])
+    rows.append("| seconds per cell (" + ", ".join(cells) + ") | " + " | ".join(
+        " / ".join(f"{summary(p, m)['seconds']['mean']:.0f}" for m in cells)
         for p in pairs) + " |")
     for p, a in zip(pairs, arrow, strict=True):
         for m in methods:
             sel = summary(p, m)["selection"]
-            close = [c for c in CRITERIA if c in sel and sel[c]["gap_to_oracle"]["mean"] <= 0.02]
+            close = near_oracle(sel)
             oracle, last = (sel[k]["target_acc"]["mean"] for k in ("oracle", "last"))
             picks.append(f"- {a}, {m}: within 2 points of the oracle: {', '.join(close) or 'none'}"
                          f" (oracle {oracle:.3f}, last epoch {last:.3f})")
@@ -108,7 +109,7 @@ def main() -> None:
     (RESULTS / f"{args.name}.md").write_text(md)
     raw = {"methods": methods, "pairs": pairs, "seeds": seeds, "epochs": args.epochs,
            "train_limit": args.train_limit, "environment": env, "gap_closed_percent": gaps,
-           "grid": {p: {m: summary(p, m) for m in ["source", "target", *methods]} for p in pairs}}
+           "grid": {p: {m: summary(p, m) for m in cells} for p in pairs}}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(raw, indent=2) + "\n")
     print(md)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dlapps.adapt.methods import METHODS
+from dlapps.adapt.paper import gap_closed
 from dlapps.engine.runlog import read_metrics
 from dlapps.io import atomic_write_bytes, safe_torch_load
 from dlapps.report import (
@@ -235,6 +236,16 @@ def ranking_lines(results: dict, reference: str = "dann") -> list[str]:
     return lines
 
 
+def near_oracle(selection: dict, points: float = 0.02) -> list[str]:
+    """The label-free criteria of one method's selection summary whose pick lands within
+    ``points`` of the oracle's, in mean target accuracy (none without an oracle entry)."""
+    if "oracle" not in selection:
+        return []
+    best = selection["oracle"]["target_acc"]["mean"]
+    return [r for r in SELECTION_RULES[1:-1] if r in selection
+            and best - selection[r]["target_acc"]["mean"] <= points + 1e-9]
+
+
 def gap_lines(results: dict) -> list[str]:
     """Per pair with both source-only and train-on-target: the share of the gap DANN and the best
     method close, and the criteria that pick within 2 points of the oracle for that method."""
@@ -245,14 +256,12 @@ def gap_lines(results: dict) -> list[str]:
                is not None}
         if not {"source", "target"} <= set(acc) or acc["target"] <= acc["source"]:
             continue
-        gap = {m: (a - acc["source"]) / (acc["target"] - acc["source"]) for m, a in acc.items()
+        gap = {m: gap_closed(acc["source"], a, acc["target"]) for m, a in acc.items()
                if m not in ("source", "target")}
         if not gap:
             continue
         best = max(gap, key=gap.get)
-        sel = rows[best].get("selection") or {}
-        near = [r for r in SELECTION_RULES[1:-1] if r in sel
-                and sel["oracle"]["target_acc"]["mean"] - sel[r]["target_acc"]["mean"] <= 0.02 + 1e-9]
+        near = near_oracle(rows[best].get("selection") or {})
         seconds = (rows[best].get("seconds") or {}).get("mean")
         lines.append(f"{pair.replace(':', ' → ')}: gap closed (source-only {acc['source']:.3f} → "
                      f"target {acc['target']:.3f}): "

@@ -33,8 +33,8 @@ distortions, then Cutout), the consistency that lets FixMatch-style self-trainin
 the weak shift reaches (AdaMatch, Berthelot et al. 2022, uses it for domain adaptation).
 
 Defaults (options ``method_options["self-train"]``): τ = 0.9, α_f = 1, T1 = 0.2, T2 = 0.6,
-ema = 0.99, shift = 2, view = "shift". The teacher's weights are part of the checkpoint, so a resumed run goes
-on with the same teacher.
+ema = 0.99, shift = 2, view = "shift". The teacher's weights are part of the checkpoint, so a
+resumed run goes on with the same teacher.
 """
 
 from __future__ import annotations
@@ -70,6 +70,12 @@ class SelfTraining(Method):
             raise ConfigError(f"self-train's view must be one of {', '.join(self.VIEWS)}, got {self.view!r}")
         # the teacher that labels: a weight average of the network (mean teacher) when ema > 0
         self.teacher = copy.deepcopy(self.base_method).requires_grad_(False) if self.ema else None
+        # the perturbed copy the student learns from (None: Lee's own form, one pass labels and learns)
+        self.student_view = None
+        if self.view == "strong":
+            self.student_view = strong_augment
+        elif self.shift or self.teacher is not None:
+            self.student_view = functools.partial(random_translate, max_shift=self.shift)
 
     def update_teacher(self) -> None:
         """teacher ← ema · teacher + (1 − ema) · network, once per step (buffers copied)."""
@@ -79,14 +85,9 @@ class SelfTraining(Method):
         """(mean masked CE over the batch, fraction of confident samples). With ``shift`` > 0 or
         the strong view the labels come from the unperturbed batch (no gradient) and the loss
         from a perturbed copy."""
-        view = None
-        if self.view == "strong":
-            view = strong_augment
-        elif self.shift or self.teacher is not None:
-            view = functools.partial(random_translate, max_shift=self.shift)
         teacher = None if self.teacher is None else self.teacher.logits
         loss, confident, _ = pseudo_label_loss(self.base_method.logits, xt, self.threshold,
-                                               teacher=teacher, student_view=view)
+                                               teacher=teacher, student_view=self.student_view)
         return loss, confident
 
     def forward(self, xs, ys, xt, yt, progress):
