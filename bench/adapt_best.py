@@ -3,6 +3,7 @@
     python bench/adapt_best.py [--methods dann+self-train,mcc+self-train]
         [--pairs mnist5k:mnistm5k,syndigits:mnist5k,mnist5k:digits,fashion:fashionm]
         [--seeds 0,1,2] [--epochs 48] [--train-limit 4000] [--workers 2] [--out runs/bench-best]
+        [--only "mnist5k:mnistm5k=dann+self-train;mnist5k:digits=mcc+self-train"]
 
 Every method runs with ``self-train.view=strong`` (the student learns the mean teacher's
 confident target label on FixMatch's strong view of the image) for ``--epochs``, beside
@@ -12,7 +13,10 @@ accuracy (no target labels); the oracle column of the compare summary is only us
 label-free criterion lands within 2 points of it. The share of the gap closed is given twice:
 against source-only and train-on-target of the default budget (12 epochs, bench/results/
 adapt_compare.json, the floor and ceiling of issue 16) and against the same two at this budget.
-Writes bench/results/adapt_best.{md,json} (--name: another name).
+``--only PAIR=M1,M2;...`` trains only the named methods on a pair (source-only and
+train-on-target always), for a longer budget where one method per pair is what is in question;
+the table shows "—" for the cells left out. Writes bench/results/adapt_best.{md,json} (--name:
+another name).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import json
 import time
 from pathlib import Path
 
-from dlapps.adapt.compare import run_compare
+from dlapps.adapt.compare import run_compare, write_compare
 from dlapps.adapt.config import preset
 from dlapps.adapt.experiment import environment
 from dlapps.adapt.paper import gap_closed
@@ -48,19 +52,32 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-best"))
     ap.add_argument("--note", default="")
     ap.add_argument("--name", default="adapt_best", help="bench/results/NAME.{md,json}")
+    ap.add_argument("--only", default="", help="PAIR=M1,M2;...: only these methods on these pairs")
     args = ap.parse_args()
     methods, pairs = args.methods.split(","), args.pairs.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     cells = ["source", "target", *methods]
+    only = {p: ms.split(",") for p, ms in (item.split("=", 1) for item in args.only.split(";") if item)}
+    if only:  # the pairs and methods named there, in the order of --pairs / --methods
+        pairs = [p for p in pairs if p in only] or list(only)
+        methods = [m for m in methods if any(m in ms for ms in only.values())]
+        cells = ["source", "target", *methods]
     started = time.perf_counter()
     base = preset("fast", epochs=args.epochs, train_limit=args.train_limit, tsne=False, a_distance=False,
                   reverse_every=0, method_options={"self-train": {"view": "strong"}})
-    result = run_compare(cells, pairs, seeds, args.out / f"e{args.epochs}", base,
-                         progress=False, workers=args.workers)
+    out = args.out / f"e{args.epochs}"
+    if only:  # pair by pair, each with its own methods; one results.json / report for the lot
+        parts = [run_compare(["source", "target", *only[p]], [p], seeds, out, base, progress=False,
+                             workers=args.workers) for p in pairs]
+        result = {**parts[-1], "methods": cells, "pairs": pairs,
+                  "grid": {p: part["grid"][p] for p, part in zip(pairs, parts, strict=True)}}
+        write_compare(out, result)
+    else:
+        result = run_compare(cells, pairs, seeds, out, base, progress=False, workers=args.workers)
     default = json.loads((RESULTS / "adapt_compare.json").read_text())["grid"]
 
-    def summary(pair: str, method: str) -> dict:
-        return result["grid"][pair]["methods"][method]
+    def summary(pair: str, method: str) -> dict | None:
+        return result["grid"][pair]["methods"].get(method)
 
     def acc(pair: str, method: str, grid: dict | None = None) -> float:
         return (grid or result["grid"])[pair]["methods"][method]["target_acc"]["mean"]
@@ -68,19 +85,23 @@ def main() -> None:
     arrow = [p.replace(":", " → ") for p in pairs]
     rows, gaps, picks = [], {}, []
     for m in cells:
-        rows.append(f"| {m} | " + " | ".join(mean_std(summary(p, m)["target_acc"]) for p in pairs) + " |")
+        rows.append(f"| {m} | " + " | ".join(mean_std(summary(p, m)["target_acc"]) if summary(p, m) else "—"
+                                             for p in pairs) + " |")
     for m in methods:
         gaps[m] = {p: {"default_budget": gap(acc(p, m), acc(p, "source", default), acc(p, "target", default)),
-                       "same_budget": gap(acc(p, m), acc(p, "source"), acc(p, "target"))} for p in pairs}
-        rows.append(f"| {m}: gap closed, default-budget floor and ceiling | "
-                    + " | ".join(f"{gaps[m][p]['default_budget']:.1f}%" for p in pairs) + " |")
-        rows.append(f"| {m}: gap closed, floor and ceiling at {args.epochs} epochs | "
-                    + " | ".join(f"{gaps[m][p]['same_budget']:.1f}%" for p in pairs) + " |")
+                       "same_budget": gap(acc(p, m), acc(p, "source"), acc(p, "target"))}
+                   for p in pairs if summary(p, m)}
+        for budget, label in (("default_budget", "default-budget floor and ceiling"),
+                              ("same_budget", f"floor and ceiling at {args.epochs} epochs")):
+            rows.append(f"| {m}: gap closed, {label} | " + " | ".join(
+                f"{gaps[m][p][budget]:.1f}%" if p in gaps[m] else "—" for p in pairs) + " |")
     rows.append("| seconds per cell (" + ", ".join(cells) + ") | " + " | ".join(
-        " / ".join(f"{summary(p, m)['seconds']['mean']:.0f}" for m in cells)
+        " / ".join(f"{summary(p, m)['seconds']['mean']:.0f}" if summary(p, m) else "—" for m in cells)
         for p in pairs) + " |")
     for p, a in zip(pairs, arrow, strict=True):
         for m in methods:
+            if not summary(p, m):
+                continue
             sel = summary(p, m)["selection"]
             close = near_oracle(sel)
             oracle, last = (sel[k]["target_acc"]["mean"] for k in ("oracle", "last"))
@@ -93,7 +114,8 @@ def main() -> None:
         f"# The best label-free method (issue 16): self-training on strong views, {args.epochs} epochs", "",
         f"- command: `python bench/adapt_best.py --methods {args.methods} "
         f"--pairs {args.pairs} --seeds {args.seeds} --epochs {args.epochs} --train-limit {args.train_limit} "
-        f"--workers {args.workers}" + (f" --name {args.name}`" if args.name != "adapt_best" else "`"),
+        f"--workers {args.workers}" + (f' --only "{args.only}"' if args.only else "")
+        + (f" --name {args.name}`" if args.name != "adapt_best" else "`"),
         f"- hardware: {env.get('cpu') or env['processor']} ({available_cores()} cores), {args.workers} cell "
         f"processes x 1 thread, torch {env['torch']}, cpu; wall time {time.perf_counter() - started:.0f} s "
         "(cells resumed from an earlier run count only their remaining part)"
@@ -109,7 +131,8 @@ def main() -> None:
     (RESULTS / f"{args.name}.md").write_text(md)
     raw = {"methods": methods, "pairs": pairs, "seeds": seeds, "epochs": args.epochs,
            "train_limit": args.train_limit, "environment": env, "gap_closed_percent": gaps,
-           "grid": {p: {m: summary(p, m) for m in cells} for p in pairs}}
+           "only": only or None,
+           "grid": {p: {m: summary(p, m) for m in cells if summary(p, m)} for p in pairs}}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(raw, indent=2) + "\n")
     print(md)
 

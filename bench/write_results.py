@@ -42,10 +42,17 @@ SECTIONS = [
      "python bench/adapt_probe.py"),
     ("adapt_probe2", "Probe: more DANN settings on syndigits → mnist5k, where DANN falls below source-only "
      "(issue 16)", "python bench/adapt_probe.py --pairs syndigits:mnist5k --name adapt_probe2 --settings S"),
+    ("adapt_probe3", "Probe: λ_max 0.5 combined with a smaller learning rate, a wider domain classifier or a "
+     "later warm-up gate, on all four pairs (issue 16)",
+     "python bench/adapt_probe.py --name adapt_probe3 --settings S"),
     ("adapt_best", "The best label-free method: self-training on strong views, 48 epochs (issue 16)",
      "python bench/adapt_best.py"),
     ("adapt_best12", "The same self-training on strong views at the default budget, 12 epochs (issue 16)",
      "python bench/adapt_best.py --methods dann+self-train --epochs 12 --name adapt_best12"),
+    ("adapt_best96", "The same self-training on strong views at eight times the budget, 96 epochs, the best "
+     "method of each pair at 48 epochs (issue 16)",
+     'python bench/adapt_best.py --epochs 96 --name adapt_best96 --only "mnist5k:mnistm5k=dann+self-train;'
+     'mnist5k:digits=mcc+self-train;fashion:fashionm=dann+self-train"'),
     ("adapt_paper", "The paper preset (100 epochs) on the embedded pair", "python bench/adapt_paper.py"),
     ("adapt_compare_v1", "Domain adaptation methods compared, before the robust defaults (the papers' "
      "mean-subtracted input, no warm-up, 12 epochs)", "python bench/adapt_compare.py (at commit 20eac98)"),
