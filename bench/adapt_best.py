@@ -26,7 +26,7 @@ import json
 import time
 from pathlib import Path
 
-from dlapps.adapt.compare import run_compare, write_compare
+from dlapps.adapt.compare import run_compare
 from dlapps.adapt.config import preset
 from dlapps.adapt.experiment import environment
 from dlapps.adapt.paper import gap_closed
@@ -58,22 +58,16 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     cells = ["source", "target", *methods]
     only = {p: ms.split(",") for p, ms in (item.split("=", 1) for item in args.only.split(";") if item)}
-    if only:  # the pairs and methods named there, in the order of --pairs / --methods
-        pairs = [p for p in pairs if p in only] or list(only)
-        methods = [m for m in methods if any(m in ms for ms in only.values())]
+    if only:  # the pairs and methods named there, in the order given there
+        pairs = list(only)
+        methods = list(dict.fromkeys(m for ms in only.values() for m in ms))
         cells = ["source", "target", *methods]
     started = time.perf_counter()
     base = preset("fast", epochs=args.epochs, train_limit=args.train_limit, tsne=False, a_distance=False,
                   reverse_every=0, method_options={"self-train": {"view": "strong"}})
-    out = args.out / f"e{args.epochs}"
-    if only:  # pair by pair, each with its own methods; one results.json / report for the lot
-        parts = [run_compare(["source", "target", *only[p]], [p], seeds, out, base, progress=False,
-                             workers=args.workers) for p in pairs]
-        result = {**parts[-1], "methods": cells, "pairs": pairs,
-                  "grid": {p: part["grid"][p] for p, part in zip(pairs, parts, strict=True)}}
-        write_compare(out, result)
-    else:
-        result = run_compare(cells, pairs, seeds, out, base, progress=False, workers=args.workers)
+    own = {p: ["source", "target", *ms] for p, ms in only.items()}  # empty without --only
+    result = run_compare(cells, pairs, seeds, args.out / f"e{args.epochs}", base, progress=False,
+                         workers=args.workers, pair_methods=own)
     default = json.loads((RESULTS / "adapt_compare.json").read_text())["grid"]
 
     def summary(pair: str, method: str) -> dict | None:

@@ -53,6 +53,10 @@ def test_grid_resumes_and_grows(tmp_path, spy):
     saved = json.loads((out / "results.json").read_text())
     assert saved["methods"] == ["source", "coral"] and saved["config"]["train_limit"] == 64
     assert saved["kind"] == "adapt" and saved["command"] == "compare" and saved["dlapps_version"]
+    # a pair given its own methods tabulates only those (and trains nothing here: source is done)
+    own = compare.run_compare(["source", "coral"], [PAIR], [0], out, preset("fast", **BASE), progress=False,
+                              pair_methods={PAIR: ["source"]})
+    assert set(own["grid"][PAIR]["methods"]) == {"source"} and len(spy) == 2
     with pytest.raises(ConfigError, match="other settings"):
         compare.run_compare(["source"], [PAIR], [0], out, preset("fast", **{**BASE, "epochs": 2}))
 

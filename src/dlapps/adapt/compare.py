@@ -61,12 +61,15 @@ def run_pair(config: AdaptConfig, run_dir: Path, progress: bool = True, workers:
 
 def run_compare(methods: list[str], pairs: list[str], seeds: list[int], out: Path,
                 base: AdaptConfig | None = None, progress: bool = True, workers: int | None = 1,
-                launcher=None) -> dict:
+                launcher=None, pair_methods: dict[str, list[str]] | None = None) -> dict:
     """Run the grid (methods × pairs × seeds) into ``out``; returns the content of its
-    ``results.json``. ``base`` holds every other setting (default: the ``fast`` preset)."""
+    ``results.json``. ``base`` holds every other setting (default: the ``fast`` preset);
+    ``pair_methods`` gives some pairs (``"source:target"``) their own methods instead."""
     base = base or AdaptConfig()
     parsed = parse_pairs(pairs)
-    configs = [replace(base, source=s, target=t, methods=list(methods), seeds=list(seeds)).validate()
+    pair_methods = pair_methods or {}
+    configs = [replace(base, source=s, target=t, methods=list(pair_methods.get(f"{s}:{t}", methods)),
+                       seeds=list(seeds)).validate()
                for s, t in parsed]
     started = time.perf_counter()
     grid = {}
