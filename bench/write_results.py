@@ -45,6 +45,10 @@ SECTIONS = [
     ("adapt_probe3", "Probe: λ_max 0.5 combined with a smaller learning rate, a wider domain classifier or a "
      "later warm-up gate, on all four pairs (issue 16)",
      "python bench/adapt_probe.py --name adapt_probe3 --settings S"),
+    ("adapt_probe4", "Probe: a larger batch, and λ_max 0.3 with a wider domain classifier, on all four pairs "
+     "(issue 16)", "python bench/adapt_probe.py --name adapt_probe4 --settings S"),
+    ("adapt_joint", "Why DANN falls below source-only on some pairs: the domain distance and the ideal joint "
+     "error of the features (issue 16)", "python bench/adapt_joint.py"),
     ("adapt_best", "The best label-free method: self-training on strong views, 48 epochs (issue 16)",
      "python bench/adapt_best.py"),
     ("adapt_best12", "The same self-training on strong views at the default budget, 12 epochs (issue 16)",
