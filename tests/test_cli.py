@@ -84,6 +84,8 @@ def test_report_command_compares_runs(finished_run, tmp_path):
      "self-train's view must be one of shift, strong, got 'rand'"),
     (["--warmup-acc", "1.5"], "--warmup-acc must be in [0, 1), got 1.5"),
     (["--input-norm", "batch"], "unknown input normalisation 'batch'"),
+    (["--domain-hidden", "500,x"], "--domain-hidden takes layer widths like 500,500, got '500,x'"),
+    (["--domain-hidden", "500,0"], "--domain-hidden takes the domain classifier's hidden widths as positive"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path):
     extra = [] if "--methods" in args else ["--methods", "source"]

@@ -12,6 +12,22 @@ from dlapps.models.nets import build_net
 from dlapps.ssl.base import Encoder
 
 
+def test_domain_hidden_reaches_the_domain_classifier():
+    """``--domain-hidden 500,500`` (issue 16's measured alternative) is parsed, validated and
+    builds a 768-500-500-1 domain classifier; the label predictor is untouched."""
+    from dlapps.cli_support import parse_widths
+    from dlapps.config import merge
+
+    cfg = merge(AdaptConfig, None, {"domain_hidden": parse_widths("500, 500", "--domain-hidden")})
+    assert cfg.domain_hidden == [500, 500]
+    net = build_digits_net("mnist", 3, 28, domain_hidden=cfg.domain_hidden)
+    assert [m.out_features for m in net.discriminator if isinstance(m, torch.nn.Linear)] == [500, 500, 1]
+    assert [m.out_features for m in net.classifier if isinstance(m, torch.nn.Linear)] == [100, 100, 10]
+    for bad in ([], [500, 0], [1.5], "500"):
+        with pytest.raises(ConfigError, match="--domain-hidden"):
+            AdaptConfig(domain_hidden=bad).validate()
+
+
 def test_mnist_net_matches_the_paper():
     net = build_digits_net("mnist", 3, 28)
     assert net.feature_dim == 768  # 48 maps of 4x4

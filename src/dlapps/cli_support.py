@@ -49,6 +49,16 @@ def parse_seeds(text: str | None) -> list[int] | None:
         raise ConfigError(f"--seeds takes integers like 0,1,2 or 0:3, got {text!r}") from None
 
 
+def parse_widths(text: str | None, flag: str) -> list[int] | None:
+    """``"500,500"`` -> ``[500, 500]`` (layer widths); None stays None (option not given)."""
+    if text is None:
+        return None
+    try:
+        return [int(w) for w in csv_list(text)]
+    except ValueError:
+        raise ConfigError(f"{flag} takes layer widths like 500,500, got {text!r}") from None
+
+
 def parse_method_options(items: list[str] | None) -> dict[str, dict] | None:
     """``["self-train.ema=0", "dan.estimator=linear"]`` -> ``{"self-train": {"ema": 0}, "dan":
     {"estimator": "linear"}}``. A value is read as JSON when it is JSON (numbers, true/false,

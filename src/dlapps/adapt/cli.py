@@ -11,7 +11,14 @@ from pathlib import Path
 import typer
 
 from dlapps import cli_support as opt
-from dlapps.cli_support import csv_list, default_run_dir, parse_method_options, parse_seeds, user_errors
+from dlapps.cli_support import (
+    csv_list,
+    default_run_dir,
+    parse_method_options,
+    parse_seeds,
+    parse_widths,
+    user_errors,
+)
 from dlapps.engine.launchers import parse_launcher
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -46,6 +53,8 @@ def adapt(
                                  "efficientnet_lite0): new bottleneck, classifier and discriminator on it"),
     image_size: int = typer.Option(None, help="resize every domain to this size"),
     batchnorm: bool = typer.Option(None, "--batchnorm/--no-batchnorm", help="batch norm in the nets"),
+    domain_hidden: str = typer.Option(None, help="the domain classifier's hidden widths, e.g. 500,500 "
+                                      "(default: the architecture's own)"),
     input_norm: str = typer.Option(None, help="digit nets' input: instance (default: each image "
                                    "standardised) or mean (the papers': minus the training mean)"),
     warmup_acc: float = typer.Option(None, help="alignment terms wait until the held-out source "
@@ -85,6 +94,7 @@ def adapt(
                      lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                      lambda_schedule=lambda_schedule, gamma=gamma, lambda_max=lambda_max,
                      arch=arch, backbone=backbone, image_size=image_size, batchnorm=batchnorm, tsne=tsne,
+                     domain_hidden=parse_widths(domain_hidden, "--domain-hidden"),
                      input_norm=input_norm, warmup_acc=warmup_acc, reverse_every=reverse_every,
                      amp=amp, cpu_bf16=cpu_bf16, channels_last=channels_last, a_distance=a_distance,
                      method_options=parse_method_options(option))

@@ -125,6 +125,11 @@ class AdaptConfig:
             raise UnknownNameError("architecture", self.arch, [*ARCHS, "auto"])
         if self.image_size is not None and self.image_size < 16:
             raise ConfigError(f"--image-size must be at least 16, got {self.image_size}")
+        widths = self.domain_hidden
+        if widths is not None and (not isinstance(widths, list) or not widths or not all(
+                isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)):
+            raise ConfigError(f"--domain-hidden takes the domain classifier's hidden widths as positive "
+                              f"integers, e.g. 500,500; got {self.domain_hidden!r}")
         if self.tsne_points < 10:
             raise ConfigError("--tsne-points must be at least 10")
         if self.input_norm not in ("mean", "instance"):
