@@ -9,6 +9,10 @@ first every method with seed 0 on the first pair, then the further seeds there, 
 pairs with ``--other-seeds`` seeds. After every pass bench/results/adapt_compare.{json,md} are
 rewritten from what has finished (grid, epochs, seeds, hardware, wall time); rerunning the same
 command skips finished cells.
+
+``--keep FILE`` completes a grid in parts: the (pair, method) rows of an earlier results file
+fill every cell this run does not train (its rows win where both have one), so a grid whose
+first cells' run directories are gone is finished without retraining them.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
                f"--seeds {args.seeds} --other-seeds {args.other_seeds}"
                + (f" --epochs {args.epochs}" if args.epochs else "")
                + (f" --train-limit {args.train_limit}" if args.train_limit else "")
-               + (f" --reverse-every {args.reverse_every}" if args.reverse_every is not None else ""))
+               + (f" --reverse-every {args.reverse_every}" if args.reverse_every is not None else "")
+               + (f" --keep {args.keep}" if args.keep else ""))
     workers = resolve_workers(args.workers, 8)
     header = (f"# Domain adaptation methods compared\n\n- command: `{command}`\n"
               f"- hardware: {env.get('cpu') or env['processor']} ({available_cores()} cores), {workers} cell "
@@ -48,6 +53,28 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.md").write_text(header + compare_markdown(results) + "\n")
     (RESULTS / f"{args.name}.json").write_text(json.dumps({"command": command, **results}, indent=2) + "\n")
+
+
+def keep_rows(earlier: dict, results: dict) -> dict:
+    """``results`` with every (pair, method) row it lacks taken from ``earlier`` (a results file
+    of the same grid): pairs and methods in the earlier order, then any new ones."""
+    pairs = list(dict.fromkeys(earlier["pairs"] + results["pairs"]))
+    methods = list(dict.fromkeys(earlier["methods"] + results["methods"]))
+    grid = {}
+    for pair in pairs:
+        old, new = earlier["grid"].get(pair), results["grid"].get(pair)
+        base = dict(new or old)
+        base["methods"] = {**(old or {}).get("methods", {}), **(new or {}).get("methods", {})}
+        base["methods"] = {m: base["methods"][m] for m in methods if m in base["methods"]}
+        grid[pair] = base
+    per_pair = {p: sorted(set(earlier.get("seeds_per_pair", {}).get(p, []))
+                          | set(results.get("seeds_per_pair", {}).get(p, []))) for p in pairs}
+    seeds = sorted(set(earlier["seeds"]) | set(results["seeds"]))
+    short = [f"{m} on {p} ({grid[p]['methods'].get(m, {}).get('n_seeds', 0)} of {len(seeds)} seeds)"
+             for p in pairs for m in methods if grid[p]["methods"].get(m, {}).get("n_seeds", 0) < len(seeds)]
+    return {**results, "methods": methods, "pairs": pairs, "grid": grid, "seeds_per_pair": per_pair,
+            "seeds": seeds, "partial": f"cells missing: {'; '.join(short)}" if short else None,
+            "config": {**results["config"], "methods": methods}}
 
 
 def with_warnings(final: Path) -> dict:
@@ -108,7 +135,10 @@ def main() -> None:
                     help="reverse validation every k epochs (default: the preset's; 0 = never)")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: tabulate the cells finished so far (e.g. while a run goes on)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="an earlier results .json of this grid: its rows fill the cells not trained here")
     args = ap.parse_args()
+    earlier = json.loads(args.keep.read_text()) if args.keep else None
     methods, pairs = args.methods.split(","), args.pairs.split(",")
     if args.report_only:
         expected = len(methods) * (args.seeds + (len(pairs) - 1) * args.other_seeds)
@@ -130,6 +160,8 @@ def main() -> None:
         # the table over everything finished so far, each pair with the seeds it has completed
         merged = {**results, "pairs": [p for p in pairs if p in grid], "grid": grid,
                   "seeds": sorted(set().union(*seeds_done.values())), "seeds_per_pair": seeds_done}
+        if earlier:
+            merged = keep_rows(earlier, merged)
         write(merged, args, started)
         print(compare_markdown(merged), flush=True)
 

@@ -95,6 +95,23 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_a_diverging_method_is_reported_and_the_others_finish(tmp_path):
+    """DANN with λ_max 10⁶ from the first step turns NaN within a few steps: the run still ends
+    (exit 0) with source-only's numbers, DANN's cell says '— (1 of 1 diverged)' with a ⚠ line,
+    its final.json names the step, and a rerun keeps the record instead of training again."""
+    args = ("adapt", "--methods", "source,dann", "--lambda-max", "1e6", "--warmup-acc", "0",
+            "--epochs", "1", "--batch-size", "128", "--reverse-every", "0", "--out", tmp_path / "r", *FAST)
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    final = json.loads((tmp_path / "r" / "dann-seed0" / "final.json").read_text())
+    assert final["target_acc"] is None and "non-finite loss at step" in final["diverged"]
+    assert "— (1 of 1 diverged)" in result.output and "⚠ dann: diverged (seed 0 of 1)" in result.output
+    source = json.loads((tmp_path / "r" / "source-seed0" / "final.json").read_text())
+    assert "diverged" not in source and source["target_acc"] > 0.3
+    again = invoke("adapt", "--resume", tmp_path / "r", "--quiet")
+    assert again.exit_code == 0 and "— (1 of 1 diverged)" in again.output
+
+
 def test_mismatched_class_sets(tmp_path):
     import numpy as np
     from PIL import Image

@@ -79,3 +79,15 @@ def test_the_unlabelled_side_carries_no_labels(digits):
 def test_a_budget_below_one_step_is_refused(digits):
     with pytest.raises(ConfigError, match="at least 1 training step"):
         score(digits, digits[1], steps=0)
+
+
+def test_a_diverging_reverse_dann_is_a_missing_score_not_a_failed_run(digits):
+    """With λ_max 10⁶ the reverse DANN's loss turns NaN within a few steps: the criterion is
+    missing for that epoch (None) instead of an error that would fail the model being judged;
+    the caller's random state is still restored."""
+    target_x, pseudo, source_x, val_x, val_y = digits
+    before = rng_state()["torch"]
+    got = reverse_validation(replace(CONFIG, lambda_max=1e6), lambda: build_digits_net("mnist", 3, 28, 10),
+                             target_x, pseudo, source_x, val_x, val_y, seed=0, steps=12)
+    assert got is None
+    assert torch.equal(rng_state()["torch"], before)

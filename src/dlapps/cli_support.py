@@ -49,14 +49,20 @@ def parse_seeds(text: str | None) -> list[int] | None:
         raise ConfigError(f"--seeds takes integers like 0,1,2 or 0:3, got {text!r}") from None
 
 
-def parse_widths(text: str | None, flag: str) -> list[int] | None:
-    """``"500,500"`` -> ``[500, 500]`` (layer widths); None stays None (option not given)."""
+def parse_ints(text: str | None, flag: str, what: str) -> list[int] | None:
+    """``"500,500"`` -> ``[500, 500]``; None stays None (option not given); anything else is one
+    line: ``{flag} takes {what}, got '…'``."""
     if text is None:
         return None
     try:
         return [int(w) for w in csv_list(text)]
     except ValueError:
-        raise ConfigError(f"{flag} takes layer widths like 500,500, got {text!r}") from None
+        raise ConfigError(f"{flag} takes {what}, got {text!r}") from None
+
+
+def parse_widths(text: str | None, flag: str) -> list[int] | None:
+    """``"500,500"`` -> ``[500, 500]`` (layer widths)."""
+    return parse_ints(text, flag, "layer widths like 500,500")
 
 
 def parse_method_options(items: list[str] | None) -> dict[str, dict] | None:

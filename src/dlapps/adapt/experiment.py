@@ -42,7 +42,7 @@ from dlapps.engine.device import environment
 from dlapps.engine.launchers import Launcher, Local, get_launcher
 from dlapps.engine.parallel import run_cells
 from dlapps.engine.schedules import lr_schedule
-from dlapps.errors import ConfigError, DataError
+from dlapps.errors import ConfigError, DataError, NonFiniteLossError
 from dlapps.io import atomic_torch_save, atomic_write_json
 from dlapps.runs import stat, write_results
 
@@ -157,7 +157,13 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
         fingerprint=config.training_fingerprint(method_name, seed), log_every=config.log_every,
         progress=progress, desc=cell_name(method_name, seed),
     )
-    history = trainer.fit()
+    try:
+        history = trainer.fit()
+    except NonFiniteLossError as exc:  # recorded, so the other cells of a run or grid go on
+        result = diverged_cell(method_name, seed, exc)
+        if dist.main:
+            atomic_write_json(cell_dir / FINAL, result)
+        return result
     method.eval()
     last = history[-1]
     result = {"method": method_name, "seed": seed, "source_acc": last["source_acc"],
@@ -187,6 +193,15 @@ def train_cell(config: AdaptConfig, pair: Pair, method_name: str, seed: int, cel
     return result
 
 
+def diverged_cell(method: str, seed: int, exc: NonFiniteLossError) -> dict:
+    """A cell whose loss became NaN or infinite: no numbers, one warning naming the step. Its
+    last good checkpoint is kept; a rerun of the same configuration diverges again, so the
+    record is final (another learning rate is another configuration)."""
+    return {"method": method, "seed": seed, "source_acc": None, "target_acc": None, "domain_acc": None,
+            "a_distance": None, "seconds": None, "epochs": exc.epoch, "steps": exc.step,
+            "diverged": str(exc), "warnings": [f"diverged: {exc}"]}
+
+
 def summarize_selection(cells: list[dict]) -> dict | None:
     """Per selection rule (each criterion, last, oracle): target accuracy (and ECE) over seeds."""
     picks = [c["selection"] for c in cells if c.get("selection")]
@@ -211,12 +226,14 @@ def summarize(config: AdaptConfig, runs: list[dict]) -> dict:
             row[key] = stat([r[key] for r in cells if r.get(key) is not None])
         row["selection"] = summarize_selection(cells)
         row["warnings"] = method_warnings(cells)
+        row["diverged"] = sum(1 for r in cells if r.get("diverged"))
         per_method[name] = row
     summary: dict = {"methods": per_method, "gap_closed": {}}
-    if "source" in per_method and "target" in per_method:
+    if "source" in per_method and "target" in per_method and all(
+            per_method[m]["target_acc"] for m in ("source", "target")):
         lo, hi = per_method["source"]["target_acc"]["mean"], per_method["target"]["target_acc"]["mean"]
         for name, row in per_method.items():
-            if name not in ("source", "target"):
+            if name not in ("source", "target") and row["target_acc"]:
                 summary["gap_closed"][name] = gap_closed(lo, row["target_acc"]["mean"], hi)
     paper = paper_numbers(config.source, config.target)
     if paper:

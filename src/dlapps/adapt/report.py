@@ -41,6 +41,12 @@ def _known(method: str) -> bool:
 COLUMNS = ["method", "source acc", "target acc", "domain acc", "A-distance", "train s", "paper target"]
 
 
+def diverged_note(row: dict) -> str:
+    """`` (1 of 3 diverged)`` after a method's number when some of its seeds diverged (NaN)."""
+    d = row.get("diverged") or 0
+    return f" ({d} of {row['n_seeds']} diverged)" if d else ""
+
+
 def mean_std(stat: dict | None, digits: int = 3) -> str:
     if not stat:
         return "—"
@@ -58,7 +64,8 @@ def rows(results: dict) -> list[list[str]]:
         p = paper.get(name)
         out.append([
             name + (f" ({row['n_seeds']} seeds)" if row["n_seeds"] > 1 else ""),
-            mean_std(row["source_acc"]), mean_std(row["target_acc"]), mean_std(row["domain_acc"]),
+            mean_std(row["source_acc"]), mean_std(row["target_acc"]) + diverged_note(row),
+            mean_std(row["domain_acc"]),
             mean_std(row["a_distance"], 2), mean_std(row["seconds"], 0),
             f"{p['icml2015']:.3f} ({p['jmlr2016']:.3f})" if p else "—",
         ])
@@ -181,7 +188,7 @@ def compare_cells(results: dict, bold: tuple[str, str] = ("**", "**"),
         row = [escape(method)]
         for pair in pairs:
             stat = grid[pair]["methods"].get(method, {}).get("target_acc")
-            text = escape(mean_std(stat))
+            text = escape(mean_std(stat) + diverged_note(grid[pair]["methods"].get(method, {})))
             if stat and best[pair] == method:
                 text = bold[0] + text + bold[1]
             paper = (grid[pair].get("paper") or {}).get(method)
@@ -396,6 +403,7 @@ def target_bars(run_dir: Path, results: dict) -> Path:
     """Target accuracy per method, mean ± std over seeds, the paper's values as markers."""
     summary = results["summary"]
     names = list(summary["methods"])
+    names = [m for m in names if summary["methods"][m]["target_acc"]]  # not every seed diverged
     means = [summary["methods"][m]["target_acc"]["mean"] for m in names]
     stds = [summary["methods"][m]["target_acc"]["std"] for m in names]
     fig, ax = plt().subplots(figsize=(1.3 * len(names) + 2, 3.8))

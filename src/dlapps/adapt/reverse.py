@@ -34,7 +34,7 @@ from dlapps.engine import Labelled, PairedBatches, Trainer
 from dlapps.engine.batches import batched
 from dlapps.engine.schedules import lr_schedule
 from dlapps.engine.seeding import rng_state, seed_everything, set_rng_state
-from dlapps.errors import ConfigError
+from dlapps.errors import ConfigError, NonFiniteLossError
 from dlapps.models.digits import DomainAdaptationNet
 
 
@@ -49,12 +49,13 @@ def reverse_batches(target_x: torch.Tensor, pseudo: torch.Tensor, source_x: torc
 def reverse_validation(config, make_net: Callable[[], DomainAdaptationNet], target_x: torch.Tensor,
                        pseudo: torch.Tensor, source_x: torch.Tensor, val_x: torch.Tensor,
                        val_y: torch.Tensor, seed: int, steps: int = 150,
-                       device: torch.device = torch.device("cpu")) -> float:
+                       device: torch.device = torch.device("cpu")) -> float | None:
     """Accuracy on (``val_x``, ``val_y``) of DANN trained from ``make_net()`` on the target images
     ``target_x`` labelled ``pseudo`` (the model's predictions) → the unlabelled ``source_x``.
 
     ``config`` is the run's :class:`~dlapps.adapt.config.AdaptConfig` (batch size, optimizer,
-    schedules, λ); images are uint8 (N,C,H,W)."""
+    schedules, λ); images are uint8 (N,C,H,W). None when that DANN's loss turns NaN or infinite
+    (the criterion is then missing for the epoch; the model being judged is not at fault)."""
     if steps < 1:
         raise ConfigError(f"reverse validation needs at least 1 training step, got {steps}")
     batches = reverse_batches(target_x, pseudo, source_x, config.batch_size, seed)
@@ -70,6 +71,8 @@ def reverse_validation(config, make_net: Callable[[], DomainAdaptationNet], targ
                 tensorboard=False).fit()
         method.eval()
         predicted = batched(method.predict, val_x, device).argmax(1)
+    except NonFiniteLossError:
+        return None
     finally:
         set_rng_state(caller)
     return float((predicted == val_y.cpu()).float().mean())

@@ -16,9 +16,15 @@ from pathlib import Path
 import typer
 
 from dlapps import cli_support as opt
-from dlapps.cli_support import csv_list, default_run_dir, parse_method_options, parse_seeds, user_errors
+from dlapps.cli_support import (
+    csv_list,
+    default_run_dir,
+    parse_ints,
+    parse_method_options,
+    parse_seeds,
+    user_errors,
+)
 from dlapps.engine.launchers import parse_launcher
-from dlapps.errors import ConfigError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="Semi-supervised learning on few labels: supervised, pseudo-label (Lee 2013), "
@@ -26,12 +32,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 
 
 def _labels(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(t) for t in csv_list(text)]
-    except ValueError:
-        raise ConfigError(f"--labels takes whole numbers like 1000 or 10,20,1000, got {text!r}") from None
+    return parse_ints(text, "--labels", "whole numbers like 1000 or 10,20,1000")
 
 
 @app.callback(invoke_without_command=True)
