@@ -39,7 +39,7 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
                + (f" --epochs {args.epochs}" if args.epochs else "")
                + (f" --train-limit {args.train_limit}" if args.train_limit else "")
                + (f" --reverse-every {args.reverse_every}" if args.reverse_every is not None else "")
-               + (f" --keep {args.keep}" if args.keep else ""))
+               + (" --one-pass" if args.one_pass else "") + (f" --keep {args.keep}" if args.keep else ""))
     workers = resolve_workers(args.workers, 8)
     header = (f"# Domain adaptation methods compared\n\n- command: `{command}`\n"
               f"- hardware: {env.get('cpu') or env['processor']} ({available_cores()} cores), {workers} cell "
@@ -48,7 +48,7 @@ def write(results: dict, args: argparse.Namespace, started: float) -> None:
               + (f"- PARTIAL: {results['partial']} (cells are trained in the background at nice 5)\n"
                  if results.get("partial") else
                  f"- bench wall time so far: {time.perf_counter() - started:.0f} s\n"
-                 if not args.report_only else "")
+                 if not (args.report_only or args.keep) else "")  # parts: see the note
               + "\n")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.md").write_text(header + compare_markdown(results) + "\n")
@@ -135,6 +135,8 @@ def main() -> None:
                     help="reverse validation every k epochs (default: the preset's; 0 = never)")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: tabulate the cells finished so far (e.g. while a run goes on)")
+    ap.add_argument("--one-pass", action="store_true",
+                    help="train every pair with --seeds seeds in one pass (no tables after each seed)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="an earlier results .json of this grid: its rows fill the cells not trained here")
     args = ap.parse_args()
@@ -150,6 +152,8 @@ def main() -> None:
                   reverse_every=args.reverse_every)
     passes = [(pairs[:1], list(range(n))) for n in range(1, args.seeds + 1)]
     passes += [(pairs[1:], list(range(n))) for n in range(1, args.other_seeds + 1)]
+    if args.one_pass:  # every pair and seed at once: no early tables, the cores kept busy
+        passes = [(pairs, list(range(args.seeds)))]
     started, grid, seeds_done = time.perf_counter(), {}, {}
     for pass_pairs, seeds in passes:
         if not pass_pairs:

@@ -152,6 +152,46 @@ def test_dirt_t_drops_the_source_at_the_switch_and_refreshes_its_teacher_by_inte
     assert all(torch.equal(now[k], v) for k, v in m.teacher.state_dict().items())
 
 
+def test_dirt_t_guard_ends_a_collapsing_refinement_and_restores_the_teacher():
+    """At a refresh, a student whose recent target predictions fall on fewer than ``guard`` (0.75)
+    times the effective number of classes VADA's solution predicted is reset to the teacher and
+    refines no more (only β KL to the frozen teacher is left); a student that keeps its classes
+    refreshes the teacher as before; guard 0 and the paper preset never stop."""
+    m = DIRTT(_net(), _cfg())
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    for progress in (0.5, 0.55):  # the teacher is taken at 0.5; the student moves away
+        opt.zero_grad()
+        _loss(m, _batch(), progress)["loss"].backward()
+        opt.step()
+    teacher = {k: v.clone() for k, v in m.teacher.state_dict().items()}
+    m.mean_teacher.copy_(torch.full((10,), 0.1))  # the teacher: all ten classes (exp H = 10)
+    m.mean_student.copy_(torch.tensor([0.9] + [0.1 / 9] * 9))  # the student: exp H ≈ 1.6 < 7.5
+    out = _loss(m, _batch(), 0.6)
+    assert int(m.stopped) == 1 and out["refine_stopped"] == 1.0 and "cond_entropy" not in out
+    now = deployed(m.net).state_dict()
+    assert all(torch.equal(now[k], v) for k, v in teacher.items())  # the student is the teacher
+    assert out["teacher_kl"].item() == pytest.approx(0, abs=1e-6)
+    _loss(m, _batch(), 0.7)  # no more refreshes, however long it runs
+    assert all(torch.equal(m.teacher.state_dict()[k], v) for k, v in teacher.items())
+
+    for guard_off in (DIRTT(_net(), _cfg(**{"dirt-t": {"guard": 0}})),
+                      DIRTT(_net(), SimpleNamespace(**vars(_cfg()), preset="paper"))):
+        assert guard_off.guard == 0
+        _loss(guard_off, _batch(), 0.5)
+        guard_off.mean_teacher.copy_(torch.full((10,), 0.1))
+        guard_off.mean_student.copy_(torch.tensor([0.9] + [0.1 / 9] * 9))
+        assert _loss(guard_off, _batch(), 0.6)["refine_stopped"] == 0.0 and int(guard_off.stopped) == 0
+    kept = DIRTT(_net(), _cfg())
+    _loss(kept, _batch(), 0.5)
+    kept.mean_teacher.copy_(torch.full((10,), 0.1))
+    kept.mean_student.copy_(torch.tensor([0.16] * 5 + [0.04] * 5))  # exp H ≈ 8.6: not collapsed
+    _loss(kept, _batch(), 0.6)
+    assert int(kept.stopped) == 0 and int(kept.teacher_interval) == 1
+    vada, student = kept.mean_teacher.clone(), kept.mean_student.clone()
+    _loss(kept, _batch(), 0.65)  # VADA's reference stays; the student's average moves
+    assert torch.equal(kept.mean_teacher, vada) and not torch.equal(kept.mean_student, student)
+
+
 def test_dirt_t_resumes_with_its_teacher():
     m = DIRTT(_net(), _cfg())
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
@@ -178,6 +218,7 @@ def test_dirt_t_resumes_with_its_teacher():
     ("dirt-t", {"radius": "big"}, "dirt-t's radius must be a positive number, got 'big'"),
     ("dirt-t", {"switch": 1.0}, "dirt-t's switch must be a fraction between 0 and 1, got 1.0"),
     ("dirt-t", {"refresh": 0}, "dirt-t's refresh must be a fraction in (0, 1], got 0"),
+    ("dirt-t", {"guard": 1.5}, "dirt-t's guard must be in [0, 1), got 1.5"),
     ("mcc", {"temperature": 0}, "mcc's temperature must be a positive number, got 0"),
     ("mcc", {"weight": float("inf")}, "mcc's weight must be a number ≥ 0, got inf"),
 ])

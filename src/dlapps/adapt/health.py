@@ -36,7 +36,12 @@ LABEL_FREE = ("entropy", "im", "snd", "dev", "reverse")
 def effective_classes(logits: torch.Tensor) -> float:
     """exp of the entropy of the predicted-class histogram: C when every class is predicted
     equally often, 1 when every prediction is the same class."""
-    share = torch.bincount(logits.argmax(1), minlength=logits.shape[1]).float() / len(logits)
+    return perplexity(torch.bincount(logits.argmax(1), minlength=logits.shape[1]).float())
+
+
+def perplexity(counts: torch.Tensor) -> float:
+    """exp H of the distribution ``counts`` (normalised): K for K equal classes, 1 for one."""
+    share = counts.float() / counts.float().sum()
     share = share[share > 0]
     return float(torch.exp(-(share * share.log()).sum()))
 
