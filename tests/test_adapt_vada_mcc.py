@@ -164,7 +164,7 @@ def test_dirt_t_guard_ends_a_collapsing_refinement_and_restores_the_teacher():
         _loss(m, _batch(), progress)["loss"].backward()
         opt.step()
     teacher = {k: v.clone() for k, v in m.teacher.state_dict().items()}
-    m.mean_teacher.copy_(torch.full((10,), 0.1))  # the teacher: all ten classes (exp H = 10)
+    m.mean_vada.copy_(torch.full((10,), 0.1))  # the teacher: all ten classes (exp H = 10)
     m.mean_student.copy_(torch.tensor([0.9] + [0.1 / 9] * 9))  # the student: exp H ≈ 1.6 < 7.5
     out = _loss(m, _batch(), 0.6)
     assert int(m.stopped) == 1 and out["refine_stopped"] == 1.0 and "cond_entropy" not in out
@@ -178,18 +178,18 @@ def test_dirt_t_guard_ends_a_collapsing_refinement_and_restores_the_teacher():
                       DIRTT(_net(), SimpleNamespace(**vars(_cfg()), preset="paper"))):
         assert guard_off.guard == 0
         _loss(guard_off, _batch(), 0.5)
-        guard_off.mean_teacher.copy_(torch.full((10,), 0.1))
+        guard_off.mean_vada.copy_(torch.full((10,), 0.1))
         guard_off.mean_student.copy_(torch.tensor([0.9] + [0.1 / 9] * 9))
         assert _loss(guard_off, _batch(), 0.6)["refine_stopped"] == 0.0 and int(guard_off.stopped) == 0
     kept = DIRTT(_net(), _cfg())
     _loss(kept, _batch(), 0.5)
-    kept.mean_teacher.copy_(torch.full((10,), 0.1))
+    kept.mean_vada.copy_(torch.full((10,), 0.1))
     kept.mean_student.copy_(torch.tensor([0.16] * 5 + [0.04] * 5))  # exp H ≈ 8.6: not collapsed
     _loss(kept, _batch(), 0.6)
     assert int(kept.stopped) == 0 and int(kept.teacher_interval) == 1
-    vada, student = kept.mean_teacher.clone(), kept.mean_student.clone()
+    vada, student = kept.mean_vada.clone(), kept.mean_student.clone()
     _loss(kept, _batch(), 0.65)  # VADA's reference stays; the student's average moves
-    assert torch.equal(kept.mean_teacher, vada) and not torch.equal(kept.mean_student, student)
+    assert torch.equal(kept.mean_vada, vada) and not torch.equal(kept.mean_student, student)
 
 
 def test_dirt_t_resumes_with_its_teacher():

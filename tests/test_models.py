@@ -15,10 +15,11 @@ from dlapps.ssl.base import Encoder
 def test_domain_hidden_reaches_the_domain_classifier():
     """``--domain-hidden 500,500`` (issue 16's measured alternative) is parsed, validated and
     builds a 768-500-500-1 domain classifier; the label predictor is untouched."""
-    from dlapps.cli_support import parse_widths
+    from dlapps.cli_support import parse_ints
     from dlapps.config import merge
 
-    cfg = merge(AdaptConfig, None, {"domain_hidden": parse_widths("500, 500", "--domain-hidden")})
+    widths = parse_ints("500, 500", "--domain-hidden", "layer widths like 500,500")
+    cfg = merge(AdaptConfig, None, {"domain_hidden": widths})
     assert cfg.domain_hidden == [500, 500]
     net = build_digits_net("mnist", 3, 28, domain_hidden=cfg.domain_hidden)
     assert [m.out_features for m in net.discriminator if isinstance(m, torch.nn.Linear)] == [500, 500, 1]

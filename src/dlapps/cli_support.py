@@ -60,11 +60,6 @@ def parse_ints(text: str | None, flag: str, what: str) -> list[int] | None:
         raise ConfigError(f"{flag} takes {what}, got {text!r}") from None
 
 
-def parse_widths(text: str | None, flag: str) -> list[int] | None:
-    """``"500,500"`` -> ``[500, 500]`` (layer widths)."""
-    return parse_ints(text, flag, "layer widths like 500,500")
-
-
 def parse_method_options(items: list[str] | None) -> dict[str, dict] | None:
     """``["self-train.ema=0", "dan.estimator=linear"]`` -> ``{"self-train": {"ema": 0}, "dan":
     {"estimator": "linear"}}``. A value is read as JSON when it is JSON (numbers, true/false,

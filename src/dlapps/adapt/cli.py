@@ -14,9 +14,9 @@ from dlapps import cli_support as opt
 from dlapps.cli_support import (
     csv_list,
     default_run_dir,
+    parse_ints,
     parse_method_options,
     parse_seeds,
-    parse_widths,
     user_errors,
 )
 from dlapps.engine.launchers import parse_launcher
@@ -94,7 +94,7 @@ def adapt(
                      lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                      lambda_schedule=lambda_schedule, gamma=gamma, lambda_max=lambda_max,
                      arch=arch, backbone=backbone, image_size=image_size, batchnorm=batchnorm, tsne=tsne,
-                     domain_hidden=parse_widths(domain_hidden, "--domain-hidden"),
+                     domain_hidden=parse_ints(domain_hidden, "--domain-hidden", "layer widths like 500,500"),
                      input_norm=input_norm, warmup_acc=warmup_acc, reverse_every=reverse_every,
                      amp=amp, cpu_bf16=cpu_bf16, channels_last=channels_last, a_distance=a_distance,
                      method_options=parse_method_options(option))

@@ -402,8 +402,7 @@ def tsne_figure(run_dir: Path, results: dict) -> Path | None:
 def target_bars(run_dir: Path, results: dict) -> Path:
     """Target accuracy per method, mean ± std over seeds, the paper's values as markers."""
     summary = results["summary"]
-    names = list(summary["methods"])
-    names = [m for m in names if summary["methods"][m]["target_acc"]]  # not every seed diverged
+    names = [m for m, row in summary["methods"].items() if row["target_acc"]]  # not every seed diverged
     means = [summary["methods"][m]["target_acc"]["mean"] for m in names]
     stds = [summary["methods"][m]["target_acc"]["std"] for m in names]
     fig, ax = plt().subplots(figsize=(1.3 * len(names) + 2, 3.8))

@@ -30,6 +30,10 @@ exp H: when the student's falls below ``guard`` times VADA's, the refinement sto
 is reset to the teacher of that moment, which is no longer refreshed, and only β KL to it
 remains. No label of either domain is read. The threshold 0.75 was set after seeing the fashion
 failure (a slide of a third in one interval), not by target accuracy on any pair.
+
+Options (``method_options["dirt-t"]``): VADA's (``domain_weight``, ``source_vat``,
+``target_weight``, ``radius``, ``xi``) for stage 1 and λ_t, ε, ξ of stage 2; ``beta`` β = 1e-2
+(the paper's), ``switch`` = 0.5, ``refresh`` = 0.1, ``guard`` = 0.75.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ class DIRTT(VADA):
         self.register_buffer("teacher_interval", torch.tensor(-1))  # -1: not taken yet
         classes = [m for m in net.classifier.modules() if isinstance(m, nn.Linear)][-1].out_features
         self.register_buffer("mean_student", torch.full((classes,), 1.0 / classes))
-        self.register_buffer("mean_teacher", torch.full((classes,), 1.0 / classes))  # VADA's
+        self.register_buffer("mean_vada", torch.full((classes,), 1.0 / classes))  # the first teacher's
         self.register_buffer("stopped", torch.tensor(0))  # 1: the guard ended the refinement
 
     def train(self, mode: bool = True) -> DIRTT:
@@ -85,7 +89,7 @@ class DIRTT(VADA):
         """The guard's test: the student's effective number of predicted target classes (exp H of
         its recent predicted-class shares) below ``guard`` times VADA's (the first teacher's) —
         the measure of the run's collapse warning, on unlabelled target batches."""
-        return bool(self.guard) and perplexity(self.mean_student) < self.guard * perplexity(self.mean_teacher)
+        return bool(self.guard) and perplexity(self.mean_student) < self.guard * perplexity(self.mean_vada)
 
     def forward(self, xs, ys, xt, yt, progress):
         if progress < self.switch:
@@ -104,7 +108,7 @@ class DIRTT(VADA):
             teacher = self.teacher(xt).float().log_softmax(1)
             tracked = [(self.mean_student, logits)]
             if int(self.teacher_interval) == 0:  # VADA's solution is the teacher
-                tracked.append((self.mean_teacher, teacher))
+                tracked.append((self.mean_vada, teacher))
             for mean, scores in tracked:
                 share = F.one_hot(scores.argmax(1), len(mean)).float().mean(0)
                 mean.mul_(self.decay).add_(share, alpha=1 - self.decay)
