@@ -47,6 +47,14 @@ SECTIONS = [
      "python bench/adapt_probe.py --name adapt_probe3 --settings S"),
     ("adapt_probe4", "Probe: a larger batch, and λ_max 0.3 with a wider domain classifier, on all four pairs "
      "(issue 16)", "python bench/adapt_probe.py --name adapt_probe4 --settings S"),
+    ("adapt_dev", "Development pairs: DANN's default chosen by a fixed rule on the evaluation pairs "
+     "reversed, without the evaluation pairs' labels (issue 16)",
+     "python bench/adapt_probe.py --choose --name adapt_dev --out runs/bench-dev --pairs "
+     "mnistm5k:mnist5k,mnist5k:syndigits,digits:mnist5k,fashionm:fashion --settings S"),
+    *((f"adapt_dev_{m}", f"Development pairs: {m}'s λ_max (and domain classifier, where it has one) "
+       "chosen the same way (issue 16)",
+       f"python bench/adapt_probe.py --method {m} --choose --name adapt_dev_{m} --out runs/bench-dev-{m} "
+       "--pairs P --settings S") for m in ("cdan", "dan", "vada")),
     ("adapt_joint", "Why DANN falls below source-only on some pairs: the domain distance and the ideal joint "
      "error of the features (issue 16)", "python bench/adapt_joint.py"),
     ("adapt_best", "The best label-free method: self-training on strong views, 48 epochs (issue 16)",
