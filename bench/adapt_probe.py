@@ -7,8 +7,7 @@
 Each setting is a set of AdaptConfig overrides on the default (fast) preset; DANN (or --method)
 is trained with it on every pair and seed through `dlapps adapt compare`'s run_compare (one grid
 directory per setting under --out; rerunning skips finished cells), beside source-only at the
-default. No
-selection reads target labels: every number is the last epoch's target test accuracy.
+default. No selection reads target labels: every number is the last epoch's target test accuracy.
 Writes bench/results/adapt_probe.{md,json} (--name: another name).
 
 --choose: the pairs are *development* pairs, and the run decides a default by a rule fixed

@@ -187,8 +187,9 @@ def compare_cells(results: dict, bold: tuple[str, str] = ("**", "**"),
     for method in results["methods"]:
         row = [escape(method)]
         for pair in pairs:
-            stat = grid[pair]["methods"].get(method, {}).get("target_acc")
-            text = escape(mean_std(stat) + diverged_note(grid[pair]["methods"].get(method, {})))
+            cell = grid[pair]["methods"].get(method, {})
+            stat = cell.get("target_acc")
+            text = escape(mean_std(stat) + diverged_note(cell))
             if stat and best[pair] == method:
                 text = bold[0] + text + bold[1]
             paper = (grid[pair].get("paper") or {}).get(method)

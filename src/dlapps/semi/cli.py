@@ -31,10 +31,6 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                        "mean-teacher, fixmatch, full. With no options: the offline default.")
 
 
-def _labels(text: str | None) -> list[int] | None:
-    return parse_ints(text, "--labels", "whole numbers like 1000 or 10,20,1000")
-
-
 @app.callback(invoke_without_command=True)
 @user_errors
 def semi(
@@ -64,7 +60,8 @@ def semi(
     from dlapps.semi.report import table_markdown
 
     cfg = merge(SemiConfig, config, {
-        "data": data, "labels": _labels(labels), "missing_class": missing_class,
+        "data": data, "labels": parse_ints(labels, "--labels", "whole numbers like 1000 or 10,20,1000"),
+        "missing_class": missing_class,
         "methods": csv_list(methods), "epochs": epochs, "batch_size": batch_size,
         "unlabelled_batch": unlabelled_batch, "lr": lr, "method_options": parse_method_options(option),
         "tsne": tsne, "channels_last": channels_last, "seeds": parse_seeds(seeds), "device": device})
