@@ -4,10 +4,11 @@
         [--pairs syndigits:mnist5k,mnist5k:digits,mnist5k:mnistm5k,fashion:fashionm] [--seeds 0,1,2]
         [--train-limit 4000] [--workers 2] [--out runs/bench-probe]
 
-Each setting is a set of AdaptConfig overrides on the default (fast) preset; DANN (or --method)
-is trained with it on every pair and seed through `dlapps adapt compare`'s run_compare (one grid
-directory per setting under --out; rerunning skips finished cells), beside source-only at the
-default. No selection reads target labels: every number is the last epoch's target test accuracy.
+Each setting is a set of AdaptConfig overrides on the fast preset as it stood before this
+choice (λ_max 1, the architecture's own domain classifier); DANN (or --method) is trained with it
+on every pair and seed through `dlapps adapt compare`'s run_compare (one grid directory per
+setting under --out; rerunning skips finished cells), beside source-only at that default. No
+selection reads target labels: every number is the last epoch's target test accuracy.
 Writes bench/results/adapt_probe.{md,json} (--name: another name).
 
 --choose: the pairs are *development* pairs, and the run decides a default by a rule fixed
@@ -23,6 +24,7 @@ import argparse
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from statistics import mean
 
@@ -67,8 +69,10 @@ def main() -> None:
     started = time.perf_counter()
 
     def grid(methods: list[str], name: str, overrides: dict) -> dict:
-        base = preset("fast", train_limit=args.train_limit, tsne=False, a_distance=False,
-                      reverse_every=0, **overrides)
+        # on the settings the probes began from (λ_max 1, the architecture's own domain classifier),
+        # pinned, since the fast preset's default is now the setting these runs chose
+        base = replace(preset("fast", train_limit=args.train_limit, tsne=False, a_distance=False,
+                              reverse_every=0), **{"lambda_max": 1.0, "domain_hidden": None, **overrides})
         out = args.out / re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-")
         return run_compare(methods, pairs, seeds, out, base, progress=False, workers=args.workers)
 
@@ -109,7 +113,8 @@ def main() -> None:
         f"processes x 1 thread, torch {env['torch']}, cpu; wall time {time.perf_counter() - started:.0f} s "
         "(cells resumed from an earlier run count only their remaining part)"
         + (f"; {args.note}" if args.note else ""),
-        f"- default preset otherwise (12 epochs, 32 + 32, instance norm, warm-up gate 0.5, λ_max 1.0); "
+        f"- default preset otherwise (12 epochs, 32 + 32, instance norm, warm-up gate 0.5, λ_max 1.0, the "
+        "architecture's own domain classifier: the settings before this choice); "
         f"target test accuracy at the last epoch, mean ± std over seeds {args.seeds}; "
         + ("the choice below reads these pairs' target labels" if args.choose else "no target labels used"),
         "", "| setting | " + " | ".join(arrow) + " |", "|---|" + "---|" * len(pairs), *rows, *choice, ""])

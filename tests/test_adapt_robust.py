@@ -74,7 +74,7 @@ def test_the_gate_holds_the_alignment_at_zero_until_the_source_is_learned():
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = preset("fast", methods=["dann"], seeds=[0], epochs=2, train_limit=300, tsne=False,
+    cfg = preset("fast", methods=["dann"], seeds=[0], epochs=3, train_limit=300, tsne=False,
                  a_distance=False, reverse_every=0, warmup_acc=0.5).validate()
     return cfg, load_pair(cfg)
 

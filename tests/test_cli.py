@@ -55,8 +55,22 @@ def test_config_json_round_trip_and_existing_out_refused(finished_run):
     out, _ = finished_run
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["source"] == "mnist5k" and cfg["methods"] == ["source", "dann", "target"]
+    # the fast preset's development-pair choice (issue 16), stated under the table
+    assert cfg["lambda_max"] == 0.3 and cfg["domain_hidden"] == [500, 500]
+    assert "λ_max 0.3, domain classifier 500-500 (chosen on development pairs" in finished_run[1]
     again = invoke("adapt", "--epochs", 1, "--out", out, *FAST)
     assert again.exit_code == 2 and "--resume" in again.output
+
+
+def test_domain_hidden_auto_is_the_architectures_own(tmp_path):
+    """``--domain-hidden auto`` gives the papers' domain classifier back (None reaches the network,
+    which builds its architecture's 100 units), and the line under the table says so."""
+    small = tmp_path / "small.json"  # a config file: the one way to a train limit from the CLI
+    small.write_text(json.dumps({"methods": ["dann"], "epochs": 1, "train_limit": 64}))
+    result = invoke("adapt", "--config", small, "--domain-hidden", "auto", "--out", tmp_path / "r", *FAST)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["domain_hidden"] is None
+    assert "domain classifier the architecture’s own" in result.output
 
 
 def test_report_command_compares_runs(finished_run, tmp_path):
@@ -84,7 +98,7 @@ def test_report_command_compares_runs(finished_run, tmp_path):
      "self-train's view must be one of shift, strong, got 'rand'"),
     (["--warmup-acc", "1.5"], "--warmup-acc must be in [0, 1), got 1.5"),
     (["--input-norm", "batch"], "unknown input normalisation 'batch'"),
-    (["--domain-hidden", "500,x"], "--domain-hidden takes layer widths like 500,500, got '500,x'"),
+    (["--domain-hidden", "500,x"], "--domain-hidden takes layer widths like 500,500 or auto, got '500,x'"),
     (["--domain-hidden", "500,0"], "--domain-hidden takes the domain classifier's hidden widths as positive"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path):

@@ -27,7 +27,8 @@ def digits_run(tmp_path_factory):
     config = AdaptConfig()
     (run / "config.json").write_text(json.dumps(asdict(config)))
     torch.manual_seed(0)
-    net = build_digits_net(config.resolved_arch(), 3, config.resolved_image_size(), 10, [0.4, 0.5, 0.6])
+    net = build_digits_net(config.resolved_arch(), 3, config.resolved_image_size(), 10, [0.4, 0.5, 0.6],
+                           domain_hidden=config.domain_hidden)
     state = {
         "module": {f"net.{k}": v for k, v in net.state_dict().items()},
         "optimizer": {},

@@ -54,7 +54,7 @@ def adapt(
     image_size: int = typer.Option(None, help="resize every domain to this size"),
     batchnorm: bool = typer.Option(None, "--batchnorm/--no-batchnorm", help="batch norm in the nets"),
     domain_hidden: str = typer.Option(None, help="the domain classifier's hidden widths, e.g. 500,500 "
-                                      "(default: the architecture's own)"),
+                                      "(default 500,500; auto: the architecture's own, the papers')"),
     input_norm: str = typer.Option(None, help="digit nets' input: instance (default: each image "
                                    "standardised) or mean (the papers': minus the training mean)"),
     warmup_acc: float = typer.Option(None, help="alignment terms wait until the held-out source "
@@ -82,6 +82,8 @@ def adapt(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from dataclasses import replace
+
     from dlapps.adapt.config import AdaptConfig
     from dlapps.adapt.config import preset as make_preset
     from dlapps.adapt.experiment import run_adapt
@@ -94,12 +96,15 @@ def adapt(
                      lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                      lambda_schedule=lambda_schedule, gamma=gamma, lambda_max=lambda_max,
                      arch=arch, backbone=backbone, image_size=image_size, batchnorm=batchnorm, tsne=tsne,
-                     domain_hidden=parse_ints(domain_hidden, "--domain-hidden", "layer widths like 500,500"),
+                     domain_hidden=None if domain_hidden == "auto" else parse_ints(
+                         domain_hidden, "--domain-hidden", "layer widths like 500,500 or auto"),
                      input_norm=input_norm, warmup_acc=warmup_acc, reverse_every=reverse_every,
                      amp=amp, cpu_bf16=cpu_bf16, channels_last=channels_last, a_distance=a_distance,
                      method_options=parse_method_options(option))
     base = None if config is not None else make_preset(preset)
     cfg = merge(AdaptConfig, config, overrides, base=base)
+    if domain_hidden == "auto":  # None is "not given" to merge
+        cfg = replace(cfg, domain_hidden=None)
     results = run_adapt(cfg, out=out, resume=resume, progress=not quiet, workers=workers,
                         launcher=parse_launcher(launcher, launcher_option))
     if from_env().rank != 0:  # under torchrun only the first process reports

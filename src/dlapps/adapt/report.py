@@ -101,13 +101,19 @@ def robust_rule(cfg: dict, runs: list[dict]) -> str:
     norm = ("input: each image standardised per channel (instance normalisation)"
             if cfg.get("input_norm", "mean") == "instance"
             else "input: minus the training mean (the papers')")
+    lam, widths = cfg.get("lambda_max", 1.0), cfg.get("domain_hidden")
+    weight = (f"λ_max {lam:g}, domain classifier "
+              f"{'-'.join(map(str, widths)) if widths else 'the architecture’s own'}")
+    if (lam, widths) == (0.3, [500, 500]):
+        weight += (" (chosen on development pairs, the evaluation pairs reversed, by the largest "
+                   "worst-pair gain over source-only: bench/results/adapt_dev.md)")
     warmup = cfg.get("warmup_acc") or 0.0
     if not warmup:
-        return f"{norm}; no warm-up (alignment terms from the first step, as the papers)"
+        return f"{norm}; {weight}; no warm-up (alignment terms from the first step, as the papers)"
     opened = sorted({r.get("gate_epoch") for r in runs if r.get("gate_epoch") is not None})
     when = f"; opened after epoch {', '.join(map(str, opened))}" if opened else ""
-    return (f"{norm}; warm-up: the alignment terms wait until the held-out source accuracy reaches "
-            f"{warmup:.2f}, then their λ schedule starts from 0{when}")
+    return (f"{norm}; {weight}; warm-up: the alignment terms wait until the held-out source accuracy "
+            f"reaches {warmup:.2f}, then their λ schedule starts from 0{when}")
 
 
 def results_text(results: dict) -> str:
