@@ -35,7 +35,8 @@ SECTIONS = [
      "python bench/peers.py --peer-path DIR --repeats 5 (at commit cc05b0b; the file renamed)"),
     ("time_to_accuracy", "Time to 70% target accuracy on mnist5k → mnistm5k (issue 17)",
      "python bench/time_to_accuracy.py --peer-path DIR --seeds 0"),
-    ("adapt_compare", "Domain adaptation methods compared, robust defaults (issue 16)",
+    ("adapt_compare", "Domain adaptation methods compared, robust defaults with the development-pair choice "
+     "(λ_max 0.3, a 500-500 domain classifier; issue 16)",
      "python bench/adapt_compare.py --methods source,target,dann,dann+self-train,mcc,vada,dirt-t,cdan,dan,"
      "coral,adda,drcn --train-limit 4000"),
     ("adapt_probe", "Probe: one DANN setting that reaches source-only on every pair? (issue 16)",
@@ -66,6 +67,9 @@ SECTIONS = [
      'python bench/adapt_best.py --epochs 96 --name adapt_best96 --only "mnist5k:mnistm5k=dann+self-train;'
      'mnist5k:digits=mcc+self-train;fashion:fashionm=dann+self-train"'),
     ("adapt_paper", "The paper preset (100 epochs) on the embedded pair", "python bench/adapt_paper.py"),
+    ("adapt_compare_v2", "Domain adaptation methods compared, robust defaults before the development-pair "
+     "choice (λ_max 1, the architecture's own domain classifier)",
+     "python bench/adapt_compare.py (at commit c86cce0; the file renamed)"),
     ("adapt_compare_v1", "Domain adaptation methods compared, before the robust defaults (the papers' "
      "mean-subtracted input, no warm-up, 12 epochs)", "python bench/adapt_compare.py (at commit 20eac98)"),
     ("self_training", "Self-training on top of DANN: what helps", "python bench/self_training_ablation.py"),
