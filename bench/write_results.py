@@ -39,6 +39,9 @@ SECTIONS = [
      "(λ_max 0.3, a 500-500 domain classifier; issue 16)",
      "python bench/adapt_compare.py --methods source,target,dann,dann+self-train,mcc,vada,dirt-t,cdan,dan,"
      "coral,adda,drcn --train-limit 4000"),
+    ("adapt_dann5", "DANN against source-only over 5 seeds at the defaults (issue 16)",
+     "python bench/adapt_compare.py --methods source,dann --seeds 5 --other-seeds 5 --train-limit 4000 "
+     "--name adapt_dann5"),
     ("adapt_probe", "Probe: one DANN setting that reaches source-only on every pair? (issue 16)",
      "python bench/adapt_probe.py"),
     ("adapt_probe2", "Probe: more DANN settings on syndigits → mnist5k, where DANN falls below source-only "
