@@ -156,3 +156,22 @@ def test_report_over_every_kind_in_a_browser(one_run_of_each_kind, tmp_path):
         assert _console_problems(driver) == []
     finally:
         driver.quit()
+
+
+def test_the_rule_line_states_lambda_and_the_domain_classifier():
+    """Every run's line under the table names λ_max and the domain classifier it trained with; only
+    the fast preset's development-pair choice says where it was chosen, and a backbone's heads are
+    named as its own whatever ``domain_hidden`` holds."""
+    from dlapps.adapt.report import robust_rule
+
+    fast = robust_rule({"input_norm": "instance", "lambda_max": 0.3, "domain_hidden": [500, 500],
+                        "warmup_acc": 0.5}, [{"gate_epoch": 2}])
+    assert "; λ_max 0.3, domain classifier 500-500 (chosen on development pairs" in fast
+    assert fast.endswith("opened after epoch 2")
+    paper = robust_rule({"input_norm": "mean", "lambda_max": 1.0, "domain_hidden": None,
+                         "warmup_acc": 0.0}, [])
+    assert paper == ("input: minus the training mean (the papers'); λ_max 1, domain classifier the "
+                     "architecture’s own; no warm-up (alignment terms from the first step, as the papers)")
+    backbone = robust_rule({"input_norm": "instance", "lambda_max": 0.3, "domain_hidden": [500, 500],
+                            "backbone": "efficientnet_lite0", "warmup_acc": 0.0}, [])
+    assert "domain classifier the backbone’s own;" in backbone and "chosen" not in backbone

@@ -213,9 +213,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # fashionm → fashion) by a rule fixed before the run: the largest worst-pair gain over
     # source-only, mean of 3 seeds, ties to the larger mean gain (bench/adapt_probe.py --choose,
     # bench/results/adapt_dev.md). It is the only one of seven candidates that lost on no
-    # development pair (the paper's λ_max 1 with its 100-unit classifier lost 11 points on one).
-    # λ_max weighs dann, cdan, dan, vada and dirt-t; the width, dann's, vada's and adda's domain
-    # classifier.
+    # development pair (the earlier default, λ_max 1 with the architecture's own classifier, lost
+    # 11 points on one). λ_max weighs dann, cdan, dan and vada/dirt-t; the width sets the domain
+    # classifier of dann, vada/dirt-t and adda (cdan builds its own).
     "fast": dict(),
 }
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlapps.adapt.config import AdaptConfig
 from dlapps.adapt.methods import METHODS
 from dlapps.adapt.paper import gap_closed
 from dlapps.engine.runlog import read_metrics
@@ -101,10 +102,14 @@ def robust_rule(cfg: dict, runs: list[dict]) -> str:
     norm = ("input: each image standardised per channel (instance normalisation)"
             if cfg.get("input_norm", "mean") == "instance"
             else "input: minus the training mean (the papers')")
+    fast = AdaptConfig()
     lam, widths = cfg.get("lambda_max", 1.0), cfg.get("domain_hidden")
-    weight = (f"λ_max {lam:g}, domain classifier "
-              f"{'-'.join(map(str, widths)) if widths else 'the architecture’s own'}")
-    if (lam, widths) == (0.3, [500, 500]):
+    if cfg.get("backbone"):  # the backbone's heads are its own, whatever domain_hidden says
+        shown = "the backbone’s own"
+    else:
+        shown = "-".join(map(str, widths)) if widths else "the architecture’s own"
+    weight = f"λ_max {lam:g}, domain classifier {shown}"
+    if (lam, widths) == (fast.lambda_max, fast.domain_hidden) and not cfg.get("backbone"):
         weight += (" (chosen on development pairs, the evaluation pairs reversed, by the largest "
                    "worst-pair gain over source-only: bench/results/adapt_dev.md)")
     warmup = cfg.get("warmup_acc") or 0.0
