@@ -67,8 +67,9 @@ def main() -> None:
     # pinned to the settings it was measured with: λ_max 1 and the architecture's own domain
     # classifier (the fast preset's default since the development-pair choice is 0.3 and 500-500)
     base = replace(preset("fast", epochs=args.epochs, train_limit=args.train_limit, tsne=False,
-                          a_distance=False, reverse_every=0, lambda_max=1.0,
-                          method_options={"self-train": {"view": "strong"}}), domain_hidden=None)
+                          a_distance=False, reverse_every=0,
+                          method_options={"self-train": {"view": "strong"}}),
+                   lambda_max=1.0, domain_hidden=None)
     own = {p: ["source", "target", *ms] for p, ms in only.items()}  # empty without --only
     result = run_compare(cells, pairs, seeds, args.out / f"e{args.epochs}", base, progress=False,
                          workers=args.workers, pair_methods=own)

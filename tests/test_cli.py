@@ -65,11 +65,15 @@ def test_config_json_round_trip_and_existing_out_refused(finished_run):
 def test_domain_hidden_auto_is_the_architectures_own(tmp_path):
     """``--domain-hidden auto`` gives the papers' domain classifier back (None reaches the network,
     which builds its architecture's 100 units), and the line under the table says so."""
+    import torch
+
     small = tmp_path / "small.json"  # a config file: the one way to a train limit from the CLI
     small.write_text(json.dumps({"methods": ["dann"], "epochs": 1, "train_limit": 64}))
     result = invoke("adapt", "--config", small, "--domain-hidden", "auto", "--out", tmp_path / "r", *FAST)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r" / "config.json").read_text())["domain_hidden"] is None
+    module = torch.load(tmp_path / "r" / "dann-seed0" / "checkpoint.pt", weights_only=False)["module"]
+    assert module["net.discriminator.0.weight"].shape[0] == 100  # the mnist net's own, not 500
     assert "domain classifier the architecture’s own" in result.output
 
 

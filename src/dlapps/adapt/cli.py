@@ -91,19 +91,20 @@ def adapt(
     from dlapps.config import merge
     from dlapps.engine.distributed import from_env
 
+    auto_domain = domain_hidden == "auto"  # the architecture's own: None, set after the merge
     overrides = dict(source=source, target=target, methods=csv_list(methods), epochs=epochs,
                      seeds=parse_seeds(seeds), photos=photos, device=device, batch_size=batch_size,
                      lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                      lambda_schedule=lambda_schedule, gamma=gamma, lambda_max=lambda_max,
                      arch=arch, backbone=backbone, image_size=image_size, batchnorm=batchnorm, tsne=tsne,
-                     domain_hidden=None if domain_hidden == "auto" else parse_ints(
+                     domain_hidden=None if auto_domain else parse_ints(
                          domain_hidden, "--domain-hidden", "layer widths like 500,500 or auto"),
                      input_norm=input_norm, warmup_acc=warmup_acc, reverse_every=reverse_every,
                      amp=amp, cpu_bf16=cpu_bf16, channels_last=channels_last, a_distance=a_distance,
                      method_options=parse_method_options(option))
     base = None if config is not None else make_preset(preset)
     cfg = merge(AdaptConfig, config, overrides, base=base)
-    if domain_hidden == "auto":  # None is "not given" to merge
+    if auto_domain:  # None is "not given" to merge
         cfg = replace(cfg, domain_hidden=None)
     results = run_adapt(cfg, out=out, resume=resume, progress=not quiet, workers=workers,
                         launcher=parse_launcher(launcher, launcher_option))

@@ -103,13 +103,13 @@ def robust_rule(cfg: dict, runs: list[dict]) -> str:
             if cfg.get("input_norm", "mean") == "instance"
             else "input: minus the training mean (the papers')")
     fast = AdaptConfig()
-    lam, widths = cfg.get("lambda_max", 1.0), cfg.get("domain_hidden")
-    if cfg.get("backbone"):  # the backbone's heads are its own, whatever domain_hidden says
+    lam, widths, backbone = cfg.get("lambda_max", 1.0), cfg.get("domain_hidden"), cfg.get("backbone")
+    if backbone:  # the backbone's heads are its own, whatever domain_hidden says
         shown = "the backbone’s own"
     else:
         shown = "-".join(map(str, widths)) if widths else "the architecture’s own"
     weight = f"λ_max {lam:g}, domain classifier {shown}"
-    if (lam, widths) == (fast.lambda_max, fast.domain_hidden) and not cfg.get("backbone"):
+    if not backbone and (lam, widths) == (fast.lambda_max, fast.domain_hidden):
         weight += (" (chosen on development pairs, the evaluation pairs reversed, by the largest "
                    "worst-pair gain over source-only: bench/results/adapt_dev.md)")
     warmup = cfg.get("warmup_acc") or 0.0
